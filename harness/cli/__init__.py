@@ -1,0 +1,60 @@
+"""The `harness` command line: a click group whose subcommands load lazily.
+
+Each command group lives in its own module under harness/cli/ and is only
+imported when it is invoked, so `harness --help` stays fast even though some
+commands pull in torch or vLLM.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from harness.errors import HarnessError
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "serve": "harness.cli.serve:serve",
+    "models": "harness.cli.serve:models",
+    "parse-grade": "harness.cli.grades:parse_grade",
+    "tasks": "harness.cli.tasks:tasks",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="skillmix-harness")
+def cli() -> None:
+    """SKILL-MIX evaluation harness with a self-hosted judge."""
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int):
+            sys.exit(code)
+    except HarnessError as error:
+        click.secho(f"error: {error}", fg="red", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

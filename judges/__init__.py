@@ -1,0 +1,1 @@
+"""Judges: grading styles, reply parsers, the rubric and agreement statistics."""

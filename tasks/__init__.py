@@ -1,0 +1,1 @@
+"""Task data: the open skill catalog, splits, task families and prompt templates."""

