@@ -1,0 +1,45 @@
+"""`harness parse-grade`: read one judge reply on stdin and print the rubric values it gives."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from harness.errors import HarnessError
+from judges.parsing import STYLES
+from judges.parsing import parse_grade as parse_reply
+
+
+def _split_skills(skills: str) -> list[str]:
+    names = [name.strip() for name in skills.split(";")]
+    names = [name for name in names if name]
+    if not names:
+        raise HarnessError(
+            "--skills is empty; give the combination's skills separated by ';', e.g. --skills 'metaphor;red herring'"
+        )
+    return names
+
+
+@click.command("parse-grade")
+@click.option(
+    "--skills",
+    required=True,
+    help="The combination's skills in rubric order, separated by ';'.",
+)
+@click.option("--topic", required=True, help="The combination's topic.")
+@click.option(
+    "--style",
+    type=click.Choice(STYLES),
+    default=None,
+    help="Reply style to try first (default: the one the reply looks like); the other is the fallback.",
+)
+def parse_grade(skills: str, topic: str, style: str | None) -> None:
+    """Print {"points": [...]}: the judge's k + 3 values in rubric order, null where missing.
+
+    Values are the judge's own, before the sentence-count override and the
+    explicit-name penalty.
+    """
+    reply = click.get_text_stream("stdin").read()
+    points = parse_reply(reply, _split_skills(skills), topic, style)
+    click.echo(json.dumps({"points": points}))
