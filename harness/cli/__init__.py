@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "models": "harness.cli.serve:models",
     "parse-grade": "harness.cli.grades:parse_grade",
     "tasks": "harness.cli.tasks:tasks",
+    "run": "harness.cli.run:run",
+    "report": "harness.cli.run:report",
+    "import-skillmix": "harness.cli.interop:import_skillmix",
+    "judges": "harness.cli.judges:judges",
 }
 
 

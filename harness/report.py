@@ -1,0 +1,158 @@
+"""Reports of scored runs: a terminal table, results.json, report.md and a plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.metrics import MetricValue
+from harness.scoring import TaskResult
+
+METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
+
+
+def _value(metric: MetricValue) -> str:
+    if metric.value is None or (isinstance(metric.value, float) and math.isnan(metric.value)):
+        return "–"
+    return f"{metric.value:.2f} ({metric.ci_low:.2f}–{metric.ci_high:.2f})"
+
+
+def _sort_key(result: TaskResult) -> tuple:
+    return (result.split, result.k, result.task, result.student, result.judge)
+
+
+def result_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["task", "k", "split", "student", "judge", "n", *[label for _, label in METRICS], "unscored"]
+    rows = []
+    for result in sorted(results, key=_sort_key):
+        metrics = result.metrics
+        unscored = f"{metrics.unscored}" + ("" if result.complete else f" (incomplete: {result.answers}/{result.expected_answers} answers)")
+        rows.append(
+            [result.task, result.k, result.split, result.student, result.judge, metrics.n,
+             *[_value(getattr(metrics, key)) for key, _ in METRICS], unscored]
+        )  # fmt: skip
+    return headers, rows
+
+
+def terminal_table(results: Sequence[TaskResult]) -> str:
+    if not results:
+        return "no graded answers yet"
+    headers, rows = result_rows(results)
+    note = "values: ratio over combinations (best of generation rounds), with bootstrap 95% CI; unscored: combinations no judge reply could score"
+    return tabulate(rows, headers=headers, tablefmt="simple") + "\n" + note
+
+
+def comparison_table(runs: Sequence[tuple[str, Sequence[TaskResult]]]) -> str:
+    """Several runs side by side: one column per run with full marks / all skills / skill fraction."""
+    keys: dict[tuple, None] = {}
+    by_run: list[dict[tuple, TaskResult]] = []
+    for _, results in runs:
+        table = {}
+        for result in sorted(results, key=_sort_key):
+            key = (result.task, result.k, result.split, result.student, result.judge)
+            keys.setdefault(key)
+            table[key] = result
+        by_run.append(table)
+    headers = ["task", "k", "split", "student", "judge"] + [f"{label}\nFM / AS / SF (n)" for label, _ in runs]
+    rows = []
+    for key in keys:
+        cells = []
+        for table in by_run:
+            result = table.get(key)
+            if result is None:
+                cells.append("")
+                continue
+            m = result.metrics
+            values = [getattr(m, name).value for name, _ in METRICS]
+            cells.append(" / ".join("–" if v is None or v != v else f"{v:.2f}" for v in values) + f" ({m.n})")
+        rows.append([*key, *cells])
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def results_document(results: Sequence[TaskResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {**meta, "results": [result.to_dict() for result in sorted(results, key=_sort_key)]}
+
+
+def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any]) -> str:
+    lines = ["# SKILL-MIX results", ""]
+    lines += [f"- run directory: `{meta.get('run_dir')}`", f"- name penalty: {'on' if meta.get('name_penalty') else 'off'}"]
+    for model in meta.get("models", []):
+        lines.append(f"- {model['role']} `{model['name']}`: `{model['identity']}` (from `{model['reference']}`)")
+    lines.append("")
+    if results:
+        headers, rows = result_rows(results)
+        lines.append(tabulate(rows, headers=headers, tablefmt="github"))
+        lines.append("")
+        lines.append("Mean over generation rounds (instead of the best round):")
+        lines.append("")
+        mean_rows = [
+            [r.task, r.student, r.judge, *[_value(getattr(r.metrics, f"{key}_mean")) for key, _ in METRICS]]
+            for r in sorted(results, key=_sort_key)
+        ]
+        lines.append(tabulate(mean_rows, headers=["task", "student", "judge", *[label for _, label in METRICS]], tablefmt="github"))
+        lines.append("")
+        lines.append(
+            "Full marks: all k+3 points. All skills: every skill point and at least 2 of the 3 others. "
+            "Skill fraction: skill points / k when the 3 other points are all earned, else 0. "
+            "Intervals are percentile bootstrap 95% CIs over combinations."
+        )
+    else:
+        lines.append("No graded answers yet.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: Sequence[TaskResult], path: Path) -> Path | None:
+    """Ratio of full marks against k, one line per (student, judge, split). None when there is nothing to draw."""
+    series: dict[tuple[str, str, str], list[TaskResult]] = {}
+    for result in results:
+        if result.metrics.n:
+            series.setdefault((result.student, result.judge, result.split), []).append(result)
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), sharey=True)
+    for axis, (key, label) in zip(axes, METRICS, strict=True):
+        for (student, judge, split), points in sorted(series.items()):
+            points = sorted(points, key=lambda r: r.k)
+            values = [getattr(r.metrics, key) for r in points]
+            ks = [r.k for r in points]
+            centre = [v.value for v in values]
+            errors = [[v.value - v.ci_low for v in values], [v.ci_high - v.value for v in values]]
+            axis.errorbar(ks, centre, yerr=errors, marker="o", capsize=3, label=f"{student} / {judge} / {split}")
+        axis.set_title(label)
+        axis.set_xlabel("k")
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("ratio (95% CI)")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_reports(run_dir: Path, results: Sequence[TaskResult], meta: dict[str, Any]) -> list[Path]:
+    run_dir = Path(run_dir)
+    document = results_document(results, meta)
+    (run_dir / "results.json").write_text(json.dumps(document, indent=2, default=_json_default) + "\n")
+    (run_dir / "report.md").write_text(markdown_report(results, meta))
+    written = [run_dir / "results.json", run_dir / "report.md"]
+    picture = plot(results, run_dir / "report.png")
+    if picture:
+        written.append(picture)
+    return written
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,108 @@
+"""A real HTTP server speaking the OpenAI chat-completions wire format, with scripted replies and failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness.server import Endpoint
+
+
+class ScriptedServer:
+    """A real HTTP server speaking the chat-completions wire format, failing on purpose.
+
+    `script` is a list of (status, headers) answered in turn; after it runs out
+    every request succeeds, with `responder(body)` as the reply text when given,
+    else a reply that names the request number.
+    """
+
+    def __init__(self, script: list[tuple[int, dict[str, str]]] = (), responder: Callable[[dict], str] | None = None):
+        self.script = list(script)
+        self.responder = responder
+        self.requests: list[tuple[float, dict]] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.delay = 0.0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer._lock:
+                    outer.requests.append((time.monotonic(), body))
+                    number = len(outer.requests)
+                    step = outer.script.pop(0) if outer.script else None
+                    outer._in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer._in_flight)
+                try:
+                    time.sleep(outer.delay)
+                    if step is not None:
+                        status, headers = step
+                        self.send_response(status)
+                        for name, value in headers.items():
+                            self.send_header(name, value)
+                        payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                    payload = json.dumps(
+                        {
+                            "id": f"c{number}",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": outer.reply_for(body, number)},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                        }
+                    ).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                finally:
+                    with outer._lock:
+                        outer._in_flight -= 1
+
+            def do_GET(self) -> None:  # /v1/models, as vLLM answers it
+                payload = json.dumps({"data": [{"id": "scripted", "root": "scripted"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # many requests in flight at once, as the harness sends them
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def reply_for(self, body: dict, number: int) -> str:
+        return self.responder(body) if self.responder else f"reply {number}"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(base_url=f"http://127.0.0.1:{self.httpd.server_port}/v1", api_key="k", model="scripted")
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
