@@ -63,7 +63,7 @@ def read_family_file(path: Path) -> dict[str, Any]:
     where = f"{path}" + (" (or a file it includes)" if "_included" in raw else "")
     config = {**DEFAULTS, **raw}
     for key in ("student_sampling", "judge_sampling"):
-        _check_sampling(raw.get(key, {}), f"{where}: {key!r}")
+        check_sampling(raw.get(key, {}), f"{where}: {key!r}")
         config[key] = {**DEFAULTS[key], **raw.get(key, {})}
     _validate(config, where)
     config["prompt_dir"] = _prompt_dir(config, where)
@@ -166,7 +166,7 @@ def _check_int(config: dict[str, Any], key: str, where: str, *, minimum: int) ->
         raise HarnessError(f"{where}: {key!r} must be a whole number of at least {minimum}, got {value!r}")
 
 
-def _check_sampling(sampling: Any, where: str) -> None:
+def check_sampling(sampling: Any, where: str) -> None:
     if not isinstance(sampling, dict):
         raise HarnessError(f"{where} must be a mapping such as {{temperature: 0.7, max_tokens: 512}}")
     unknown = sorted(str(key) for key in set(sampling) - set(SAMPLING_KEYS))
