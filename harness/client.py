@@ -133,25 +133,35 @@ class ModelClient:
             ]
         return self._states
 
-    def key(self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int) -> str:
-        return cache_key(self.ref.identity, messages, sampling.as_dict(), sample_index)
+    def key(
+        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int, regex: str | None = None
+    ) -> str:
+        parameters = sampling.as_dict() | ({"regex": regex} if regex else {})
+        return cache_key(self.ref.identity, messages, parameters, sample_index)
 
     async def chat(
-        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int = 0
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams,
+        sample_index: int = 0,
+        *,
+        regex: str | None = None,
     ) -> Reply:
+        """One chat completion; `regex` constrains the reply (vLLM structured outputs)."""
         if not self.ref.seeded and sampling.seed is not None:
             sampling = replace(sampling, seed=None)
-        key = self.key(messages, sampling, sample_index)
+        key = self.key(messages, sampling, sample_index, regex)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return Reply(text=hit.text, finish_reason=hit.finish_reason, cached=True)
-        text, finish_reason = await self._call_with_retries(messages, sampling)
+        extra_body = {"structured_outputs": {"regex": regex}} if regex else None
+        text, finish_reason = await self._call_with_retries(messages, sampling, extra_body)
         if self.cache is not None:
             self.cache.put(key, self.ref.identity, CachedReply(text=text, finish_reason=finish_reason))
         return Reply(text=text, finish_reason=finish_reason, cached=False)
 
     async def _call_with_retries(
-        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams
+        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
     ) -> tuple[str, str | None]:
         attempt = 0
         while True:
@@ -161,7 +171,7 @@ class ModelClient:
                 async with state.semaphore:
                     self.stats.requests += 1
                     completion = await state.client.chat.completions.create(
-                        model=state.endpoint.model, messages=list(messages), **sampling.as_dict()
+                        model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
                     )
                 choice = completion.choices[0]
                 return choice.message.content or "", choice.finish_reason

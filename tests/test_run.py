@@ -40,7 +40,7 @@ def judge_awarding(points_for: callable):
         for index, item in enumerate(items):
             lines += [f"{index + 1}. {item}", "Looks fine.", f"Point earned: {points_for(index, item)}"]
         total = sum(points_for(i, item) for i, item in enumerate(items))
-        return "\n".join(lines + [f"Grade: {total}"])
+        return "\n".join(lines) + f"\nGrade: {total}"
 
     return respond
 
@@ -193,3 +193,29 @@ def test_unknown_task_and_missing_model_are_clear_errors(tmp_path: Path) -> None
     with pytest.raises(HarnessError, match="OPENAI_API_KEY"):
         invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--student", "http://127.0.0.1:9/v1",
                "--out", str(tmp_path / "y"), env={"OPENAI_API_KEY": ""})  # fmt: skip
+
+
+def test_constrained_judges_send_the_rubric_regex_and_their_replies_parse(tmp_path: Path, cache: str) -> None:
+    replies: list[tuple[str, str]] = []
+
+    def constrained_judge(body: dict) -> str:
+        reply = judge_awarding(lambda i, item: int(i != 0))(body)
+        replies.append((body["structured_outputs"]["regex"], reply))
+        return reply
+
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=constrained_judge) as j:
+        result = run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url, extra=("--constrained-judges",))
+        assert result.exit_code == 0, result.output
+        assert all("structured_outputs" not in body for _, body in s.requests)  # students are never constrained
+    assert len(replies) == 5
+    for regex, reply in replies:
+        assert re.fullmatch(regex, reply), reply
+    assert results(tmp_path / "run")[0]["metrics"]["skill_fraction"]["value"] == 0.5
+
+
+def test_constrained_openai_judge_is_refused(tmp_path: Path) -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="needs vLLM judges"):
+        invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--constrained-judges",
+               "--student", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "y"))  # fmt: skip

@@ -103,6 +103,10 @@ def test_default_run_serves_the_embedded_models_and_stops_them(tmp_path: Path) -
     )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "skillmix-small-k3-heldout" in finished.stdout and "full marks" in finished.stdout
+    # The embedded judge is decoded under the rubric regex: its points are noise, but every reply parses.
+    (row,) = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    assert row["grades"] == 4 and row["grades_unusable"] == 0
+    assert row["metrics"]["n"] == 4 and row["metrics"]["unscored"] == 0
     assert (tmp_path / "cache" / "models" / "tiny-student" / "config.json").is_file()
     assert (tmp_path / "cache" / "models" / "tiny-judge" / "config.json").is_file()
     assert (tmp_path / "run" / "logs" / "vllm-student-tiny-student.log").is_file()

