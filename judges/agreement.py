@@ -291,7 +291,7 @@ class AgreementReport:
             parts += [
                 f"## {title}",
                 "",
-                tabulate(rows, headers=headers, tablefmt="github"),
+                tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
                 "",
             ]
         parts.append(
