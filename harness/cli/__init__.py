@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "report": "harness.cli.run:report",
     "import-skillmix": "harness.cli.interop:import_skillmix",
     "judges": "harness.cli.judges:judges",
+    "agreement": "harness.cli.agreement:agreement",
+    "labels": "harness.cli.agreement:labels",
+    "generate-data": "harness.cli.data:generate_data",
+    "data": "harness.cli.data:data",
 }
 
 

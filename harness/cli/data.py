@@ -1,0 +1,200 @@
+"""`harness generate-data` and `harness data audit`: make a SKILL-MIX training set and check it for held-out leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harness.audit import HeldoutTerms, audit_dataset, heldout_tasks
+from harness.cli.run import catalog_options
+from harness.cli.serve import build_serving, serving_options
+from harness.datagen import RUN_DIR, ExportSpec, KeepRule, ModelInfo, export_dataset, parse_ks, train_task_names
+from harness.evaluate import (
+    Evaluation,
+    ModelChoice,
+    judge_choices,
+    model_choice,
+    report_store,
+    resolve_tasks,
+)
+from harness.registry import load_registry
+from harness.runner import RunOptions
+from harness.serving import ensure_default_model
+from harness.store import RunStore
+
+ALLOW_HELP = (
+    "Exempt a held-out skill or topic from the message-text checks (repeatable), for an ordinary word used innocently, "
+    "e.g. 'friction' in a text about ice hockey. The skills/topic columns and combinations are still checked."
+)
+
+
+def _model_info(store: RunStore, choice: ModelChoice) -> ModelInfo:
+    record = next((model for model in store.models() if model.name == choice.name), None)
+    return ModelInfo(
+        name=choice.name,
+        identity=record.identity if record else None,
+        reference=choice.reference,
+        style=choice.judge.style if choice.judge else None,
+    )
+
+
+@click.command("generate-data")
+@click.option(
+    "--teacher",
+    default=None,
+    metavar="[NAME=]MODEL",
+    help="Teacher: local path, URL (comma-separate replicas) or openai:NAME. Default: an embedded tiny model.",
+)
+@click.option(
+    "--judge",
+    "judges",
+    multiple=True,
+    metavar="[NAME=]JUDGE",
+    help="Judge: a registered judge, local path, URL(s) or openai:NAME. Repeat for several: "
+    "an answer is kept only when every judge keeps it.",
+)
+@click.option(
+    "--judges-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra judge YAML files."
+)
+@click.option(
+    "--constrained-judges",
+    is_flag=True,
+    help="Decode vLLM judges under a regex of the per-item reply format, so every reply parses. "
+    "The embedded tiny judge always is.",
+)
+@click.option(
+    "--k", "ks", default="1,2,3", show_default=True, help="The k values, comma-separated (tasks FAMILY-k{k}-train)."
+)
+@click.option(
+    "--per-k",
+    type=click.IntRange(1),
+    default=None,
+    help="Combinations per k (default: the task's, 100); each gets the task's generation rounds of teacher answers.",
+)
+@click.option("--family", default="skillmix", show_default=True, help="Task family; its -train tasks are used.")
+@click.option(
+    "--min-points",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Keep answers whose voted points reach this fraction of the k+3 (rounded up). Default: full marks.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory (default: runs/data/FAMILY): OUT/run is the run, OUT/dataset the data. Re-running resumes.",
+)
+@click.option(
+    "--max-grade-attempts",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Asks per grading run before an unparseable reply is recorded as unscored.",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(path_type=Path),
+    help="Response cache file (default ~/.cache/skillmix-harness).",
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option(
+    "--request-seeds/--no-request-seeds",
+    default=None,
+    help="Send a per-request sampling seed (default: only when this machine has a GPU).",
+)
+@catalog_options
+@serving_options
+def generate_data(teacher, judges, judges_dir, constrained_judges, ks, per_k, family, min_points, out,
+                  max_grade_attempts, cache_path, no_cache, request_seeds, tasks_dir, skills_file, topics_file,
+                  heldout_categories, **serving) -> None:  # fmt: skip
+    """Make SKILL-MIX training data: a teacher answers train-split requests, judges grade, good texts are kept.
+
+    The teacher only sees training skills and training topics. An answer is kept
+    when every judge's majority-voted points (sentence count and name penalty
+    applied) reach the threshold, full marks by default; unscored answers are
+    never kept, and kept texts naming a held-out skill or topic are dropped.
+    Each row is the generation request (user) and "Answer: TEXT" (assistant),
+    with its k, so training can select D(1), D(1,2) or D(1,2,3) with data.k.
+    The teacher's vLLM arguments go in --student-vllm-args.
+    """
+    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    tasks = resolve_tasks(registry, train_task_names(family, parse_ks(ks)), per_k)
+    heldout = heldout_tasks(registry, family)
+    terms = HeldoutTerms.from_tasks(heldout)
+    rule = KeepRule(min_points if min_points is not None else 1.0)
+    out = out or Path("runs") / "data" / family
+    options, extra, max_concurrency = build_serving(out / RUN_DIR / "logs", **serving)
+    teacher_choice = model_choice(teacher or str(ensure_default_model("teacher")), "student", extra["student"])
+    judge_list = judge_choices(judges, judges_dir, extra["judge"], constrained_judges)
+    evaluation = Evaluation(
+        tasks=tasks,
+        students=[teacher_choice],
+        judges=judge_list,
+        out=out / RUN_DIR,
+        serving=options,
+        max_concurrency=max_concurrency,
+        options=RunOptions(max_grade_attempts=max_grade_attempts),
+        cache_path=cache_path,
+        use_cache=not no_cache,
+        request_seeds=request_seeds,
+    )
+    store = evaluation.open_store()
+    evaluation.run(store)
+    report_store(store, evaluation.out, True, evaluation.meta(store, True))
+    teacher_info = _model_info(store, teacher_choice)
+    judge_infos = tuple(_model_info(store, choice) for choice in judge_list)
+    result = export_dataset(store, ExportSpec(tuple(tasks), teacher_info, judge_infos, rule, terms), out)
+    rows = [[c.k, c.answers, c.kept, c.rejected, c.unscored, c.heldout_mention] for c in result.counts]
+    total = [sum(row[i] for row in rows) for i in range(1, 6)]
+    click.echo(
+        tabulate([*rows, ["all", *total]], headers=["k", "answers", "kept", "rejected", "unscored", "held-out mention"])
+    )
+    click.echo(f"keep rule: {rule.describe()}")
+    if result.rows == 0:
+        click.secho(
+            "warning: no answer was kept, so the dataset is empty; training on it will fail", fg="yellow", err=True
+        )
+    click.echo(audit_dataset(result.dataset_dir, heldout).summary())
+    click.echo(
+        f"dataset: {result.dataset_dir} ({result.rows} rows; provenance in {result.dataset_dir / 'provenance.json'})"
+    )
+    click.echo(
+        f"train on D(1,2): bin/train.sh trainers/configs/tiny_cpu.yaml data.path={result.dataset_dir} data.k=[1,2]"
+    )
+
+
+@click.group("data")
+def data() -> None:
+    """Training data: check it for held-out leaks."""
+
+
+@data.command("audit")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--against",
+    "against",
+    multiple=True,
+    metavar="TASK",
+    help="A held-out task to check against (repeatable). Default: every FAMILY-k*-heldout task.",
+)
+@click.option("--family", default="skillmix", show_default=True, help="Family whose held-out tasks are the default.")
+@click.option("--allow", "allow", multiple=True, metavar="NAME", help=ALLOW_HELP)
+@catalog_options
+def audit(dataset, against, family, allow, tasks_dir, skills_file, topics_file, heldout_categories) -> None:
+    """Fail when DATASET contains held-out skills, topics or combinations.
+
+    DATASET is a directory written by `datasets.save_to_disk`, such as the
+    OUT/dataset of `harness generate-data`. It fails when any message text names
+    a held-out skill (the part before any parenthesis, whole words, any case) or
+    a held-out topic, or when the skills/topic columns hold a held-out skill,
+    topic or combination. Some held-out names are ordinary words ("friction",
+    "empathy", "opera"); they still count, since text alone cannot show an
+    innocent use. Exempt one with --allow after reading the rows listed.
+    """
+    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    tasks = resolve_tasks(registry, against, None) if against else heldout_tasks(registry, family)
+    report = audit_dataset(dataset, tasks, allow=allow)
+    click.echo(report.summary())
