@@ -130,6 +130,8 @@ def plot(results: Sequence[TaskResult], path: Path) -> Path | None:
             axis.errorbar(ks, centre, yerr=errors, marker="o", capsize=3, label=f"{student} / {judge} / {split}")
         axis.set_title(label)
         axis.set_xlabel("k")
+        axis.set_xticks(range(1, 6))
+        axis.set_xlim(0.5, 5.5)
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("ratio (95% CI)")

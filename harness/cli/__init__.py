@@ -8,6 +8,7 @@ commands pull in torch or vLLM.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -50,6 +51,13 @@ def cli() -> None:
 
 
 def main() -> None:
+    # transformers imports DeepSpeed when it is installed, and DeepSpeed warns at length while it
+    # probes for an accelerator; on a machine without a GPU, tell it the answer up front.
+    if "DS_ACCELERATOR" not in os.environ:
+        from harness.server import detect_device
+
+        if detect_device() == "cpu":
+            os.environ["DS_ACCELERATOR"] = "cpu"
     try:
         code = cli.main(standalone_mode=False)
         if isinstance(code, int):
