@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import platform
 import sys
 import time
@@ -227,13 +226,18 @@ class Evaluation:
         return device == "gpu"
 
     def meta(self, store: RunStore, name_penalty: bool) -> dict:
-        return {
-            "run_dir": str(self.out),
-            "name_penalty": name_penalty,
-            "models": [vars(model) for model in store.models()],
-            "versions": store.get_meta("versions"),
-            "tasks": store.task_configs(),
-        }
+        return run_meta(store, self.out, name_penalty)
+
+
+def run_meta(store: RunStore, run_dir: Path, name_penalty: bool) -> dict:
+    """What a report says about the run besides its results."""
+    return {
+        "run_dir": str(run_dir),
+        "name_penalty": name_penalty,
+        "models": [vars(model) for model in store.models()],
+        "versions": store.get_meta("versions"),
+        "tasks": store.task_configs(),
+    }
 
 
 def resolve_tasks(registry: Registry, names: Sequence[str], combinations: int | None) -> list[Task]:
@@ -286,10 +290,3 @@ def report_store(store: RunStore, run_dir: Path, name_penalty: bool, meta: dict)
     results = score_store(store, name_penalty=name_penalty)
     write_reports(run_dir, results, meta)
     return results
-
-
-def load_results_json(run_dir: Path) -> dict:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise HarnessError(f"{run_dir} has no results.json; run `harness run` first")
-    return json.loads(path.read_text())

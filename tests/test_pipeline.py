@@ -33,7 +33,9 @@ def test_pipeline_trains_a_student_that_vllm_serves_and_the_harness_evaluates(tm
     rows = datasets.load_from_disk(str(out / "data" / "dataset"))
     provenance = json.loads((out / "data" / "dataset" / "provenance.json").read_text())
     assert len(rows) > 0 and set(rows["k"]) <= {1, 2, 3}
-    assert sum(count["kept"] for count in provenance["counts"]) == len(rows)
+    assert sum(count["kept"] for count in provenance["counts"].values()) == len(rows) == provenance["rows"]
+    for k, count in provenance["counts"].items():
+        assert count["answers"] == count["kept"] + count["rejected"] + count["unscored"] + count["heldout_mention"], k
 
     final = out / "train" / "final"
     assert (final / "training_metadata.json").is_file() and (final / "model.safetensors").is_file()

@@ -15,6 +15,7 @@ from harness.evaluate import (
     model_choice,
     report_store,
     resolve_tasks,
+    run_meta,
 )
 from harness.registry import load_registry
 from harness.report import comparison_table, terminal_table
@@ -98,13 +99,7 @@ def report(run_dirs, no_name_penalty) -> None:
     for run_dir in run_dirs:
         store = RunStore(run_dir, create=False)
         name_penalty = not no_name_penalty
-        meta = {
-            "run_dir": str(run_dir),
-            "name_penalty": name_penalty,
-            "models": [vars(m) for m in store.models()],
-            "versions": store.get_meta("versions"),
-            "tasks": store.task_configs(),
-        }
+        meta = run_meta(store, Path(run_dir), name_penalty)
         results = report_store(store, Path(run_dir), name_penalty, meta)
         scored.append((str(run_dir), results))
         store.close()
