@@ -33,7 +33,8 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.scoring import AnswerKey, score_store, voted_points
 from harness.store import Generation, Grade, RunStore
-from judges.agreement import AgreementReport, Rating, agreement_report, open_csv
+from judges.agreement import Rating, open_csv
+from judges.agreement_report import AgreementReport, agreement_report
 from judges.labels import (
     HUMAN,
     LabelRow,

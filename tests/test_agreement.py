@@ -9,16 +9,15 @@ import pytest
 from harness.errors import HarnessError
 from judges.agreement import (
     Rating,
-    agreement_report,
     bootstrap,
     cohen_kappa,
     confusion,
     kendall_tau,
     krippendorff_alpha,
     percent_agreement,
-    rank_agreement,
     read_ratings_csv,
 )
+from judges.agreement_report import agreement_report, rank_agreement
 
 # A 2-rater, 10-item table worked on paper:
 #   pairs (A, B): (1,1) x4, (1,0) x2, (0,0) x3, (0,1) x1

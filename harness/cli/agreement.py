@@ -20,7 +20,8 @@ from harness.agreement_data import (
 )
 from harness.errors import HarnessError
 from harness.store import RunStore
-from judges.agreement import AgreementReport, agreement_report, read_ratings_csv
+from judges.agreement import read_ratings_csv
+from judges.agreement_report import AgreementReport, agreement_report
 from judges.labels import write_label_sheet
 from judges.rubric import RUBRIC_KINDS
 
