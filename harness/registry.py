@@ -113,7 +113,7 @@ class Registry:
             return self._tasks[name]
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise HarnessError(f"unknown task {name!r}{hint} Run `harness tasks list` to see all tasks.")
+        raise HarnessError(f"unknown task {name!r}{hint or '.'} Run `harness tasks list` to see all tasks.")
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
