@@ -8,19 +8,14 @@ import click
 from tabulate import tabulate
 
 from harness.audit import HeldoutTerms, audit_dataset, heldout_tasks
-from harness.cli.run import catalog_options
-from harness.cli.serve import build_serving, serving_options
+from harness.cli.run import build_evaluation, catalog_options, evaluation_options
 from harness.datagen import RUN_DIR, ExportSpec, KeepRule, ModelInfo, export_dataset, parse_ks, train_task_names
 from harness.evaluate import (
-    Evaluation,
     ModelChoice,
-    judge_choices,
-    model_choice,
     report_store,
     resolve_tasks,
 )
 from harness.registry import load_registry
-from harness.runner import RunOptions
 from harness.serving import ensure_default_model
 from harness.store import RunStore
 
@@ -48,23 +43,6 @@ def _model_info(store: RunStore, choice: ModelChoice) -> ModelInfo:
     help="Teacher: local path, URL (comma-separate replicas) or openai:NAME. Default: an embedded tiny model.",
 )
 @click.option(
-    "--judge",
-    "judges",
-    multiple=True,
-    metavar="[NAME=]JUDGE",
-    help="Judge: a registered judge, local path, URL(s) or openai:NAME. Repeat for several: "
-    "an answer is kept only when every judge keeps it.",
-)
-@click.option(
-    "--judges-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra judge YAML files."
-)
-@click.option(
-    "--constrained-judges",
-    is_flag=True,
-    help="Decode vLLM judges under a regex of the per-item reply format, so every reply parses. "
-    "The embedded tiny judge always is.",
-)
-@click.option(
     "--k", "ks", default="1,2,3", show_default=True, help="The k values, comma-separated (tasks FAMILY-k{k}-train)."
 )
 @click.option(
@@ -86,30 +64,10 @@ def _model_info(store: RunStore, choice: ModelChoice) -> ModelInfo:
     default=None,
     help="Output directory (default: runs/data/FAMILY): OUT/run is the run, OUT/dataset the data. Re-running resumes.",
 )
-@click.option(
-    "--max-grade-attempts",
-    type=click.IntRange(1, 10),
-    default=3,
-    show_default=True,
-    help="Asks per grading run before an unparseable reply is recorded as unscored.",
-)
-@click.option(
-    "--cache",
-    "cache_path",
-    type=click.Path(path_type=Path),
-    help="Response cache file (default ~/.cache/skillmix-harness).",
-)
-@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
-@click.option(
-    "--request-seeds/--no-request-seeds",
-    default=None,
-    help="Send a per-request sampling seed (default: only when this machine has a GPU).",
-)
 @catalog_options
-@serving_options
-def generate_data(teacher, judges, judges_dir, constrained_judges, ks, per_k, family, min_points, out,
-                  max_grade_attempts, cache_path, no_cache, request_seeds, tasks_dir, skills_file, topics_file,
-                  heldout_categories, **serving) -> None:  # fmt: skip
+@evaluation_options
+def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills_file, topics_file,
+                  heldout_categories, **options) -> None:  # fmt: skip
     """Make SKILL-MIX training data: a teacher answers train-split requests, judges grade, good texts are kept.
 
     The teacher only sees training skills and training topics. An answer is kept
@@ -118,7 +76,8 @@ def generate_data(teacher, judges, judges_dir, constrained_judges, ks, per_k, fa
     never kept, and kept texts naming a held-out skill or topic are dropped.
     Each row is the generation request (user) and "Answer: TEXT" (assistant),
     with its k, so training can select D(1), D(1,2) or D(1,2,3) with data.k.
-    The teacher's vLLM arguments go in --student-vllm-args.
+    The teacher's vLLM arguments go in --student-vllm-args. Several --judge: an answer
+    is kept only when every judge keeps it.
     """
     registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
     tasks = resolve_tasks(registry, train_task_names(family, parse_ks(ks)), per_k)
@@ -126,21 +85,9 @@ def generate_data(teacher, judges, judges_dir, constrained_judges, ks, per_k, fa
     terms = HeldoutTerms.from_tasks(heldout)
     rule = KeepRule(min_points if min_points is not None else 1.0)
     out = out or Path("runs") / "data" / family
-    options, extra, max_concurrency = build_serving(out / RUN_DIR / "logs", **serving)
-    teacher_choice = model_choice(teacher or str(ensure_default_model("teacher")), "student", extra["student"])
-    judge_list = judge_choices(judges, judges_dir, extra["judge"], constrained_judges)
-    evaluation = Evaluation(
-        tasks=tasks,
-        students=[teacher_choice],
-        judges=judge_list,
-        out=out / RUN_DIR,
-        serving=options,
-        max_concurrency=max_concurrency,
-        options=RunOptions(max_grade_attempts=max_grade_attempts),
-        cache_path=cache_path,
-        use_cache=not no_cache,
-        request_seeds=request_seeds,
-    )
+    teacher_text = teacher or str(ensure_default_model("teacher"))
+    evaluation = build_evaluation(tasks, [teacher_text], out / RUN_DIR, **options)
+    teacher_choice, judge_list = evaluation.students[0], evaluation.judges
     store = evaluation.open_store()
     evaluation.run(store)
     report_store(store, evaluation.out, True, evaluation.meta(store, True))

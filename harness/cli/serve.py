@@ -33,6 +33,12 @@ def serving_options(function):
     return function
 
 
+SERVING_KEYS = (
+    "device", "gpu_memory_utilization", "cpu_kv_cache_gib", "max_model_len", "startup_timeout",
+    "student_vllm_args", "judge_vllm_args", "max_concurrency",
+)  # fmt: skip
+
+
 def build_serving(log_dir: Path, **kwargs) -> tuple[ServingOptions, dict[str, list[str]], int]:
     options = ServingOptions(
         device=kwargs["device"],
