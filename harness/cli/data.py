@@ -8,14 +8,14 @@ import click
 from tabulate import tabulate
 
 from harness.audit import HeldoutTerms, audit_dataset, heldout_tasks
-from harness.cli.run import build_evaluation, catalog_options, evaluation_options
+from harness.cli.options import catalog_options, registry_from
+from harness.cli.run import build_evaluation, evaluation_options
 from harness.datagen import RUN_DIR, ExportSpec, KeepRule, ModelInfo, export_dataset, parse_ks, train_task_names
 from harness.evaluate import (
     ModelChoice,
     report_store,
     resolve_tasks,
 )
-from harness.registry import load_registry
 from harness.serving import ensure_default_model
 from harness.store import RunStore
 
@@ -79,7 +79,7 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
     The teacher's vLLM arguments go in --student-vllm-args. Several --judge: an answer
     is kept only when every judge keeps it.
     """
-    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, train_task_names(family, parse_ks(ks)), per_k)
     heldout = heldout_tasks(registry, family)
     terms = HeldoutTerms.from_tasks(heldout)
@@ -141,7 +141,7 @@ def audit(dataset, against, family, allow, tasks_dir, skills_file, topics_file, 
     "empathy", "opera"); they still count, since text alone cannot show an
     innocent use. Exempt one with --allow after reading the rows listed.
     """
-    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, against, None) if against else heldout_tasks(registry, family)
     report = audit_dataset(dataset, tasks, allow=allow)
     click.echo(report.summary())

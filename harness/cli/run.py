@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import catalog_options, registry_from
 from harness.cli.serve import SERVING_KEYS, build_serving, serving_options
 from harness.evaluate import (
     Evaluation,
@@ -17,22 +18,9 @@ from harness.evaluate import (
     resolve_tasks,
     run_meta,
 )
-from harness.registry import load_registry
 from harness.report import comparison_table, terminal_table
 from harness.runner import RunOptions
 from harness.store import RunStore
-
-
-def catalog_options(function):
-    options = [
-        click.option("--tasks-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra task YAML files."),
-        click.option("--skills", "skills_file", type=click.Path(path_type=Path), help="A SKILL-MIX skills CSV instead of the open catalog."),
-        click.option("--topics", "topics_file", type=click.Path(path_type=Path), help="A topics .txt (or topic,split CSV) to go with --skills."),
-        click.option("--heldout-category", "heldout_categories", multiple=True, help="Held-out category of a --skills catalog (repeatable)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 def evaluation_options(function):
@@ -91,7 +79,7 @@ def run(task_names, students, out, no_name_penalty, combinations, tasks_dir, ski
     With no --student/--judge, runs the embedded tiny local models on vLLM.
     A killed run resumes when the same command is run again.
     """
-    registry = load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+    registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, task_names, combinations)
     out = out or default_out(task_names)
     evaluation = build_evaluation(tasks, list(students) or [default_student()], out, **options)

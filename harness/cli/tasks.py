@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,50 +10,9 @@ import click
 import yaml
 from tabulate import tabulate
 
-from harness.registry import Registry, load_registry
+from harness.cli.options import catalog_options, registry_from
 
 SHOWN_COMBINATIONS = 5
-
-
-def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every tasks subcommand shares to find task files and a catalog."""
-    options = [
-        click.option(
-            "--tasks-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Also load the task YAML files in this directory.",
-        ),
-        click.option(
-            "--skills",
-            "skills_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="A skills CSV in the SKILL-MIX format; replaces every task's catalog (needs --topics).",
-        ),
-        click.option(
-            "--topics",
-            "topics_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Topics for --skills: a .txt with one topic per line, or a CSV with columns topic,split.",
-        ),
-        click.option(
-            "--heldout-category",
-            "heldout_categories",
-            multiple=True,
-            help="With --skills: a skill category to hold out (repeatable); enables the train/heldout tasks.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _registry(
-    tasks_dir: Path | None,
-    skills_file: Path | None,
-    topics_file: Path | None,
-    heldout_categories: tuple[str, ...],
-) -> Registry:
-    return load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
 
 
 @click.group("tasks")
@@ -71,7 +29,7 @@ def list_tasks(
     heldout_categories: tuple[str, ...],
 ) -> None:
     """Print every task with its split sizes."""
-    registry = _registry(tasks_dir, skills_file, topics_file, heldout_categories)
+    registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     rows = []
     unsupported = False
     for task in registry:
@@ -124,7 +82,7 @@ def show_task(
     heldout_categories: tuple[str, ...],
 ) -> None:
     """Print a task's resolved config and its first combinations."""
-    task = _registry(tasks_dir, skills_file, topics_file, heldout_categories).get(name)
+    task = registry_from(tasks_dir, skills_file, topics_file, heldout_categories).get(name)
     combinations = task.combinations()
     if as_json:
         document = {
