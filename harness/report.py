@@ -10,8 +10,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.metrics import MetricValue
-from harness.scoring import TaskResult
+from harness.core.stats import MetricValue
+from harness.core.store import RunStore
+from harness.scoring import TaskResult, score_store
 
 METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
 
@@ -158,3 +159,25 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def run_meta(store: RunStore, run_dir: Path, name_penalty: bool) -> dict[str, Any]:
+    """What a report says about the run besides its results."""
+    sessions = store.sessions()
+    return {
+        "run_dir": str(run_dir),
+        "name_penalty": name_penalty,
+        "models": [{"name": m.name, "role": m.role, "identity": m.identity, "reference": m.reference}
+                   for m in store.models()],
+        "versions": sessions[-1]["versions"] if sessions else None,
+        "sessions": [{"started": s["started"], "versions": s["versions"]} for s in sessions],
+        "settings": store.get_meta("evaluation"),
+        "tasks": store.task_configs(),
+    }  # fmt: skip
+
+
+def report_run(store: RunStore, run_dir: Path, *, name_penalty: bool = True) -> list[TaskResult]:
+    """Score the run from its store and write results.json, report.md and report.png into ``run_dir``."""
+    results = score_store(store, name_penalty=name_penalty)
+    write_reports(run_dir, results, run_meta(store, run_dir, name_penalty))
+    return results

@@ -23,8 +23,8 @@ from typing import TextIO
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.metrics import percentile_interval
+from harness.core.errors import HarnessError
+from harness.core.stats import percentile_interval
 
 LABELS = (0, 1)
 OVERALL = "overall"

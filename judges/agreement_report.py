@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tabulate import tabulate
 
-from harness.errors import HarnessError
-from harness.metrics import MetricValue, json_ready
+from harness.core.errors import HarnessError
+from harness.core.stats import MetricValue, json_ready
 from judges.agreement import (
     FULL_MARKS,
     LABELS,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from judges.agreement import (
     Rating,
     bootstrap,

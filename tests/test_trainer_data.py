@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.config import CONFIG_DIR, TrainingConfig, check_paths, load_config
 from trainers.data import IGNORE_INDEX, TokenizedExample, collate_padded, encode_conversation
 from trainers.dataset import load_conversations, tokenize_conversations

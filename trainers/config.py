@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -314,8 +314,8 @@ def audit_training_data(config: TrainingConfig) -> None:
     Training on held-out material would void the held-out half of the experiment, so the
     check runs before every launch (about 3 s for the paper's 14k texts).
     """
-    from harness.audit import audit_dataset, heldout_tasks
-    from harness.registry import load_registry
+    from harness.core.audit import audit_dataset, heldout_tasks
+    from harness.core.registry import load_registry
 
     report = audit_dataset(
         Path(config.data.path), heldout_tasks(load_registry(), config.data.audit_family), allow=config.data.audit_allow

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 IGNORE_INDEX = -100
 Message = dict[str, str]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.data import Message, TokenizedExample, encode_conversation
 
 REQUIRED_COLUMNS = ("messages", "k")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.config import TrainingConfig, check_paths, load_config, split_arguments
 from trainers.data import Batch, collate_padded
 from trainers.dataset import TrainingSet, load_conversations, tokenize_conversations

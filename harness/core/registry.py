@@ -1,6 +1,6 @@
 """The task registry: expand task families into named tasks and look tasks up by name.
 
-Each family file (read by harness.taskfile) expands into one task per (k, split),
+Each family file (read by harness.core.taskfile) expands into one task per (k, split),
 named ``{family}-k{k}-{split}``. Built-in families live in the package's ``tasks/``
 directory; ``tasks_dir`` adds the YAML files of another directory.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.catalog import Catalog, Skill, load_open_catalog, load_skillmix_catalog
-from harness.errors import HarnessError
-from harness.sampling import Combination, sample_combinations
-from harness.taskfile import BUILTIN_TASKS_DIR, family_files, read_family_file
+from harness.core.catalog import Catalog, Skill, load_open_catalog, load_skillmix_catalog
+from harness.core.errors import HarnessError
+from harness.core.sampling import Combination, sample_combinations
+from harness.core.taskfile import BUILTIN_TASKS_DIR, family_files, read_family_file
 
 
 @dataclass(frozen=True)

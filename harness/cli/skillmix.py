@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.interop import import_skillmix as import_tree
+from harness.skillmix_import import import_skillmix as import_tree
 
 
 @click.command("import-skillmix")

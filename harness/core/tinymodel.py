@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 # ChatML-style turns. `<|im_end|>` ends every turn and is the EOS token, so
 # training on it teaches the model to stop, and vLLM stops on it.
@@ -52,7 +52,7 @@ SIZES: dict[str, TinyModelSpec] = {
 
 def _corpus() -> list[str]:
     """Text to train the tokenizer on: the package's own prompts and catalog, plus a fixed paragraph."""
-    root = Path(__file__).resolve().parents[1] / "tasks"
+    root = Path(__file__).resolve().parents[2] / "tasks"
     texts = [
         "The quick brown fox jumps over the lazy dog. Answer: Explanation: Point earned: 0 1 Grade:",
         "| Criteria | Points Earned |\n|---|---|\n| Total Points Earned | 3 |",

@@ -1,11 +1,12 @@
-"""Start and stop one vLLM OpenAI-compatible server process per model.
+"""Start and stop vLLM OpenAI-compatible server processes, one per model.
 
 The student and the judge share one machine: on a GPU each server gets a
 share of `--gpu-memory-utilization` and they start one after the other (vLLM
 profiles free memory at start-up, so a concurrent start would double-count
 it); on the CPU each gets a share of the KV-cache space and of the cores, and
 they start together. Every server listens on 127.0.0.1 with a fresh API key,
-and every process we start is stopped on exit, Ctrl-C, SIGTERM, or the death
+passed through the environment (VLLM_API_KEY) rather than the command line,
+where `ps` would show it to every local user; and every process we start is stopped on exit, Ctrl-C, SIGTERM, or the death
 of the harness itself (Linux parent-death signal).
 """
 
@@ -27,24 +28,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.identity import local_model_identity
+from harness.core.errors import HarnessError
+from harness.core.models import Endpoint, check_model_dir
 
 HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """One running OpenAI-compatible server for one model."""
-
-    base_url: str  # ends in /v1
-    api_key: str
-    model: str  # the name requests must use
-
-
-@dataclass(frozen=True)
 class ServerSpec:
-    role: str
+    role: str  # a label for messages and the log file name, e.g. student-base
     model_path: Path
     port: int | None = None
     extra_args: tuple[str, ...] = ()
@@ -97,13 +89,6 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def check_model_dir(path: Path) -> None:
-    if not path.exists():
-        raise HarnessError(f"model path {path} does not exist; pass a local model directory (see `harness models tiny`)")
-    if not (path / "config.json").is_file():
-        raise HarnessError(f"{path} holds no config.json; pass a Hugging Face model directory saved with save_pretrained")
-
-
 def _die_with_parent() -> None:
     """Run in the child before exec: get SIGTERM when the harness dies, and lead a new process group."""
     os.setsid()
@@ -152,12 +137,12 @@ class ServerManager:
         self.stop()
 
     # -- start ----------------------------------------------------------------
-    def _command(self, spec: ServerSpec, port: int, api_key: str, share: float) -> list[str]:
+    def _command(self, spec: ServerSpec, port: int, share: float) -> list[str]:
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(spec.model_path),
             "--served-model-name", spec.model_path.name,
-            "--host", HOST, "--port", str(port), f"--api-key={api_key}",
+            "--host", HOST, "--port", str(port),
         ]  # fmt: skip
         if self.device == "gpu":
             command += ["--gpu-memory-utilization", f"{share * self.options.gpu_memory_utilization:.3f}"]
@@ -178,13 +163,14 @@ class ServerManager:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"vllm-{spec.role}.log"
         env = dict(os.environ)
+        env["VLLM_API_KEY"] = api_key  # never on the command line: `ps` shows that to every local user
         env.setdefault("VLLM_LOGGING_LEVEL", "INFO")
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(share * self.options.cpu_kv_cache_gib)))
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cores)
         with open(log_path, "w") as log:
             popen = subprocess.Popen(
-                self._command(spec, port, api_key, share),
+                self._command(spec, port, share),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -263,7 +249,3 @@ def terminate_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def model_identity(spec: ServerSpec) -> str:
-    return local_model_identity(spec.model_path)

@@ -7,7 +7,7 @@ reports every place where held-out material shows up:
 - **skill name** / **topic** in any message text (user or assistant turn). A
   skill's name is the part before any parenthesis, matched case-insensitively
   as a whole-word phrase, exactly as the explicit-name penalty matches it
-  (`judges.rubric.names_skill`). A topic is matched the same way, with a
+  (`harness.core.names`). A topic is matched the same way, with a
   leading "the" optional ("the spice trade" also matches "spice trade").
 - **skills column** / **topic column**: a held-out skill or topic in the
   dataset's `skills` or `topic` column (exact, case-insensitive), when the
@@ -35,27 +35,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.registry import Registry, Task
-from judges.rubric import names_skill, skill_name
+from harness.core.errors import HarnessError
+from harness.core.names import first_word, names_skill, normalise, phrase_pattern, skill_name
+from harness.core.registry import Registry, Task
 
 TEXT_KINDS = ("skill name", "topic")
 SHOWN_FINDINGS = 10
-_WORD_SPLIT = re.compile(r"[\s\-]+")
-
-
-def _norm(text: str) -> str:
-    return " ".join(_WORD_SPLIT.split(text.replace("\u2019", "'").strip().lower()))
 
 
 def _topic_key(topic: str) -> str:
-    key = _norm(topic)
+    key = normalise(topic)
     return key[4:] if key.startswith("the ") else key
-
-
-def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    body = r"[\s\-]+".join(re.escape(word) for word in phrase.split(" ") if word)
-    return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -125,10 +115,10 @@ class HeldoutTerms:
             _skill_keys=frozenset(skills),
             _topic_keys=frozenset(topics),
             _text_skills=tuple(
-                (name, _WORD_SPLIT.split(key)[0]) for key, name in sorted(skills.items()) if key not in exempt
+                (name, first_word(key)) for key, name in sorted(skills.items()) if key not in exempt
             ),
             _text_topics=tuple(
-                (topic, key.split(" ")[0], _phrase_pattern(key))
+                (topic, first_word(key), phrase_pattern(key))
                 for key, topic in sorted(topics.items())
                 if key not in exempt
             ),

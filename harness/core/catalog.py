@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 SPLITS = ("train", "heldout", "all")
 TOPIC_SPLITS = ("train", "heldout")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 WHOLE_FILE_LIMIT = 16 * 1024 * 1024
 SAMPLE_SIZE = 1024 * 1024

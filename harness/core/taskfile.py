@@ -15,17 +15,12 @@ from typing import Any
 
 import yaml
 
-from harness.catalog import SPLITS
-from harness.errors import HarnessError
+from harness.core.catalog import SPLITS
+from harness.core.errors import HarnessError
 
-BUILTIN_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
-PROMPT_FILES = (
-    "student_turn1.txt",
-    "student_turn2.txt",
-    "grade_table.txt",
-    "grade_items.txt",
-)
-GRADING_STYLES = ("table", "items")
+BUILTIN_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+# The student's turns; each grading style's template is checked where judges are chosen (judges.styles).
+PROMPT_FILES = ("student_turn1.txt", "student_turn2.txt")
 SAMPLING_KEYS = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
@@ -154,8 +149,10 @@ def _validate(config: dict[str, Any], where: str) -> None:
     ):
         raise HarnessError(f"{where}: 'splits' must be a list of distinct values from {list(SPLITS)}, got {splits!r}")
 
-    if config["grading_style"] not in GRADING_STYLES:
-        raise HarnessError(f"{where}: 'grading_style' must be one of {', '.join(GRADING_STYLES)}")
+    # Which styles exist is the judge layer's business (judges.styles); it checks the name when a
+    # run chooses its judges. Here only the form of the name is checked.
+    if not isinstance(config["grading_style"], str) or not FAMILY_NAME.match(config["grading_style"]):
+        raise HarnessError(f"{where}: 'grading_style' must name a reply style such as items or table")
     if not isinstance(config["prompt_version"], str) or not config["prompt_version"]:
         raise HarnessError(f"{where}: 'prompt_version' must name a directory under prompts/, such as v1")
 

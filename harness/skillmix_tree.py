@@ -31,10 +31,8 @@ named ``records.csv``, one data row per combination, under an experiment root:
   comma, so its ``skills`` text differs from the generation file's.
 
 Each (K, SEED, VERSION) becomes one task named ``skillmix-import-k<K>-s<SEED>-v<VERSION>``.
-Judge replies are re-read by our own parser (the reference's extracted points
-are ignored; its ``score_0`` totals are kept in the store's meta for
-comparison). Rows already in the store are skipped, so importing twice adds
-nothing.
+Judge replies are re-read by our own parser. ``TreeReader`` reads and checks a
+whole tree; harness.skillmix_import writes what it read into a run store.
 """
 
 from __future__ import annotations
@@ -46,11 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.store import Generation, Grade, ModelRecord, RunStore
-from judges.parsing import is_usable, parse_grade
+from harness.core.errors import HarnessError
+from harness.core.store import AnswerKey, Generation, Grade
+from judges.styles import read_reply
 
 FAMILY = "skillmix-import"
+IMPORTED = "imported"  # the kind of a model known only from an imported tree
 GRADE_STYLE = "imported"
 RECORDS = "records.csv"
 LAYOUT = (
@@ -126,28 +125,6 @@ class _TaskDraft:
             "grading_style": GRADE_STYLE,
             "grading_prompt_versions": sorted(self.grading_versions),
         }
-
-
-@dataclass(frozen=True)
-class ImportSummary:
-    source: Path
-    run_dir: Path
-    tasks: tuple[str, ...]
-    combinations: int
-    generations_read: int
-    generations_imported: int
-    grades_read: int
-    grades_imported: int
-    grades_unusable: int  # among the grades imported now: our parser found no full reading
-    skipped: dict[str, int]  # reason -> grading rows left out
-
-    @property
-    def generations_present(self) -> int:
-        return self.generations_read - self.generations_imported
-
-    @property
-    def grades_present(self) -> int:
-        return self.grades_read - sum(self.skipped.values()) - self.grades_imported
 
 
 def parse_round_dir(name: str) -> RoundDir | None:
@@ -242,7 +219,7 @@ def _spaced(skills: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(re.sub(r",\s*", ", ", skill) for skill in skills)
 
 
-class _TreeReader:
+class TreeReader:
     """Reads every records.csv under one root into store records, checking them as it goes."""
 
     def __init__(self, root: Path):
@@ -250,9 +227,9 @@ class _TreeReader:
         self.tasks: dict[str, _TaskDraft] = {}
         self.students: dict[str, Path] = {}
         self.judges: dict[str, Path] = {}
-        self.generations: dict[tuple[str, int, str, int], tuple[Generation, _Row]] = {}
+        self.generations: dict[AnswerKey, tuple[Generation, _Row]] = {}
         self.final_columns: dict[tuple[str, str, int], str] = {}  # task, student, round -> graded column
-        self.grades: dict[tuple[str, int, str, int, str, int], tuple[Grade, _Row]] = {}
+        self.grades: dict[tuple[AnswerKey, str, int], tuple[Grade, _Row]] = {}
         self.grading_rows = 0
         self.skipped: Counter[str] = Counter()
         self.reference_scores: dict[str, list[float]] = {}
@@ -314,10 +291,7 @@ class _TreeReader:
             self._combination(draft, row, skills, topic)
             final_reply = row.values[last[1]] if last else ""
             generation = Generation(
-                task=round_dir.task,
-                combination=row.index,
-                student=student,
-                generation_round=round_dir.generation_round,
+                key=AnswerKey(round_dir.task, row.index, student, round_dir.generation_round),
                 turn1_prompt=row.values[first[0]] if first else "",
                 turn1_reply=row.values[first[1]] if first else "",
                 turn2_prompt=row.values[last[0]] if last and len(turns) > 1 else "",
@@ -327,7 +301,7 @@ class _TreeReader:
                 answer_marked="Answer:" in final_reply if last else True,
                 finish_reason=None,
             )
-            key = (generation.task, generation.combination, student, generation.generation_round)
+            key = generation.key
             if key in self.generations:
                 raise HarnessError(
                     f"{row.where}: {self.generations[key][1].where} already gives combination {row.index} of "
@@ -358,7 +332,7 @@ class _TreeReader:
         self.judges.setdefault(graded.judge, path.parent)
         scores = self.reference_scores.setdefault(f"{task}/{student}/{graded.judge}", [])
         for row in rows:
-            answer = self.generations.get((task, row.index, student, round_dir.generation_round))
+            answer = self.generations.get(AnswerKey(task, row.index, student, round_dir.generation_round))
             if answer is None:
                 self.skipped["grading row without a generation row"] += 1
                 continue
@@ -370,22 +344,19 @@ class _TreeReader:
                     f"({answer[1].where}) is for {'; '.join(known[0])} on {known[1]!r}"
                 )
             skills = known[0]
-            points = tuple(parse_grade(row.values[messages[1]], skills, topic))
+            score = read_reply(row.values[messages[1]], skills, topic).score
             grade = Grade(
-                task=task,
-                combination=row.index,
-                student=student,
-                generation_round=round_dir.generation_round,
+                key=AnswerKey(task, row.index, student, round_dir.generation_round),
                 judge=graded.judge,
                 grading_run=graded.grading_run,
                 style=GRADE_STYLE,
                 prompt=row.values[messages[0]],
                 reply=row.values[messages[1]],
                 attempts=1,
-                points=points,
-                usable=is_usable(points, round_dir.k),
+                points=score.points,
+                usable=score.usable,
             )
-            key = (task, row.index, student, round_dir.generation_round, graded.judge, graded.grading_run)
+            key = (grade.key, graded.judge, graded.grading_run)
             if key in self.grades:
                 raise HarnessError(
                     f"{row.where}: {self.grades[key][1].where} already gives grading run {graded.grading_run} of "
@@ -396,81 +367,3 @@ class _TreeReader:
                 scores.append(float(row.values.get("score_0", "")))
             except ValueError:
                 pass
-
-
-def _check_configs(store: RunStore, configs: dict[str, dict[str, Any]]) -> None:
-    existing = store.task_configs()
-    for name, config in configs.items():
-        before = existing.get(name)
-        if before is not None and before != config:
-            changed = sorted(key for key in set(before) | set(config) if before.get(key) != config.get(key))
-            raise HarnessError(
-                f"{store.run_dir} already holds task {name} imported with different {', '.join(changed)}; "
-                "import this tree into a new --out directory"
-            )
-
-
-def import_skillmix(source: Path, run_dir: Path) -> ImportSummary:
-    """Import the reference results tree at ``source`` into the run store in ``run_dir``."""
-    source = Path(source).resolve()
-    if not source.is_dir():
-        raise HarnessError(f"{source} is not a directory; give the root the reference code wrote its results under")
-    reader = _TreeReader(source)
-    reader.read()
-    configs = {name: draft.config(source) for name, draft in sorted(reader.tasks.items())}
-    store = RunStore(run_dir)
-    try:
-        _check_configs(store, configs)
-        for name, config in configs.items():
-            combinations = sorted(reader.tasks[name].combinations.items())
-            store.record_task(
-                name, config, [(index, list(skills), topic) for index, (skills, topic, _) in combinations]
-            )
-        # The store keeps one role per name and scoring reads judges from it, so a model that both
-        # answered and graded (gpt-4 in the reference's own tree) is recorded as a judge.
-        for role, models in (("judge", reader.judges), ("student", reader.students)):
-            for name, path in sorted(models.items()):
-                store.record_model(ModelRecord(name=name, role=role, identity=f"imported:{name}", reference=str(path)))
-        generation_keys, grade_keys = store.generation_keys(), store.grade_keys()
-        new_generations = [g for key, (g, _) in reader.generations.items() if key not in generation_keys]
-        new_grades = [g for key, (g, _) in reader.grades.items() if key not in grade_keys]
-        with store.transaction():
-            for generation in new_generations:
-                store.add_generation(generation)
-            for grade in new_grades:
-                store.add_grade(grade)
-        summary = ImportSummary(
-            source=source,
-            run_dir=Path(run_dir),
-            tasks=tuple(configs),
-            combinations=sum(len(draft.combinations) for draft in reader.tasks.values()),
-            generations_read=len(reader.generations),
-            generations_imported=len(new_generations),
-            grades_read=reader.grading_rows,
-            grades_imported=len(new_grades),
-            grades_unusable=sum(not grade.usable for grade in new_grades),
-            skipped=dict(reader.skipped),
-        )
-        store.set_meta("import", _meta(summary, reader))
-    finally:
-        store.close()
-    return summary
-
-
-def _meta(summary: ImportSummary, reader: _TreeReader) -> dict[str, Any]:
-    return {
-        "source": str(summary.source),
-        "tasks": list(summary.tasks),
-        "students": sorted(reader.students),
-        "judges": sorted(reader.judges),
-        "rows_read": {"generation": summary.generations_read, "grading": summary.grades_read},
-        "imported": {"generations": summary.generations_imported, "grades": summary.grades_imported},
-        "already_present": {"generations": summary.generations_present, "grades": summary.grades_present},
-        "skipped": summary.skipped,
-        # The reference's own reading of each reply's total, for comparison with our re-scoring.
-        "reference_scores": {
-            key: {"grading_rows": len(scores), "mean_score": sum(scores) / len(scores)}
-            for key, scores in sorted(reader.reference_scores.items())
-            if scores
-        },
-    }
