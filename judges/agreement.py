@@ -83,9 +83,7 @@ def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
         return float(cohen_kappa_score(a, b))
 
 
-def confusion(
-    a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] = LABELS
-) -> np.ndarray:
+def confusion(a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] = LABELS) -> np.ndarray:
     """Counts with rows = rater a's label and columns = rater b's label, in ``labels`` order."""
     _check_aligned(a, b)
     # scikit-learn silently drops pairs outside ``labels`` and raises on empty input.
@@ -202,9 +200,7 @@ def read_ratings_csv(path: str | Path) -> list[Rating]:
             if empty:
                 raise HarnessError(f"{path} line {line}: empty {', '.join(empty)}")
             if fields["label"] not in ("0", "1"):
-                raise HarnessError(
-                    f"{path} line {line}: label must be 0 or 1, got {fields['label']!r}"
-                )
+                raise HarnessError(f"{path} line {line}: label must be 0 or 1, got {fields['label']!r}")
             key = (fields["item"], fields["criterion"], fields["rater"])
             if key in first_line:
                 raise HarnessError(

@@ -197,9 +197,7 @@ def _aligned(ratings, kind, rater_a, rater_b):
     table = {(r.item, r.criterion, r.rater): r.label for r in ratings}
     keys = sorted({(r.item, r.criterion) for r in ratings if kind in (None, r.criterion)})
     pairs = [
-        (table[(*k, rater_a)], table[(*k, rater_b)])
-        for k in keys
-        if (*k, rater_a) in table and (*k, rater_b) in table
+        (table[(*k, rater_a)], table[(*k, rater_b)]) for k in keys if (*k, rater_a) in table and (*k, rater_b) in table
     ]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
@@ -310,9 +308,7 @@ def _write(tmp_path, text):
 
 
 def test_read_ratings_csv(tmp_path):
-    path = _write(
-        tmp_path, "item,criterion,rater,label,note\nq1,skill,gpt4,1,x\nq1,skill, human ,0,\n"
-    )
+    path = _write(tmp_path, "item,criterion,rater,label,note\nq1,skill,gpt4,1,x\nq1,skill, human ,0,\n")
     assert read_ratings_csv(path) == [
         Rating("q1", "skill", "gpt4", 1),
         Rating("q1", "skill", "human", 0),
@@ -340,9 +336,7 @@ def test_read_ratings_csv_errors_name_the_line(tmp_path, text, message):
 
 
 def test_duplicate_names_both_lines(tmp_path):
-    path = _write(
-        tmp_path, "item,criterion,rater,label\nq1,skill,a,1\nq2,skill,a,0\nq1,skill,a,0\n"
-    )
+    path = _write(tmp_path, "item,criterion,rater,label\nq1,skill,a,1\nq2,skill,a,0\nq1,skill,a,0\n")
     with pytest.raises(HarnessError, match="line 4: .* on line 2"):
         read_ratings_csv(path)
 
