@@ -344,3 +344,25 @@ def test_duplicate_names_both_lines(tmp_path):
 def test_missing_ratings_file(tmp_path):
     with pytest.raises(HarnessError, match="cannot read"):
         read_ratings_csv(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resampled_kappas_are_scikit_learns_resample_by_resample(seed: int) -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from judges.agreement import kappa_resamples, resample_indices
+
+    rng = np.random.default_rng(100 + seed)
+    pairs = rng.integers(0, 2, size=(25 + seed * 10, 2))
+    pairs[: 10 + seed, 1] = pairs[: 10 + seed, 0]  # some agreement, so kappa is not just noise
+    kappas = kappa_resamples(pairs, n_resamples=200, seed=seed)
+    indices = resample_indices(len(pairs), 200, seed)
+    assert kappas.shape == (200,) and indices.shape == (200, len(pairs))
+    for kappa, index in zip(kappas, indices, strict=True):
+        resample = pairs[index]
+        if len(set(resample[:, 0])) == len(set(resample[:, 1])) == 1 and resample[0, 0] == resample[0, 1]:
+            assert np.isnan(kappa)  # one label everywhere: chance agreement is 1
+        else:
+            assert kappa == pytest.approx(cohen_kappa_score(resample[:, 0], resample[:, 1]), abs=1e-12)
+    # a constant pair of raters gives undefined kappa in every resample
+    assert np.isnan(kappa_resamples(np.ones((5, 2), dtype=int), n_resamples=10)).all()
