@@ -68,12 +68,25 @@ class DeepSpeedSection:
 
 
 @dataclass(frozen=True)
+class LoggingSection:
+    tensorboard: bool = True  # event files in OUTPUT/tensorboard (`tensorboard --logdir OUTPUT/tensorboard`)
+    wandb: bool = False  # Weights & Biases, rank 0 only
+    wandb_project: str = "skillmix-harness"
+    wandb_entity: str | None = None  # null: the account's default entity
+    wandb_mode: str = "offline"  # offline needs no network (upload later with `wandb sync`) | online
+
+
+WANDB_MODES = ("offline", "online")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     output_dir: str = "runs/train"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
     # dotted key -> "FILE line N" or "command line"; kept out of equality and of the saved config
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -278,6 +291,21 @@ def _validate(config: TrainingConfig) -> None:
         raise HarnessError(f"deepspeed.zero_stage must be 2 or 3 ({config.where('deepspeed.zero_stage')})")
     if not config.output_dir:
         raise HarnessError("output_dir is empty; set it in the config or with output_dir=PATH")
+    if config.logging.wandb_mode not in WANDB_MODES:
+        raise HarnessError(
+            f"logging.wandb_mode must be one of {', '.join(WANDB_MODES)}, got {config.logging.wandb_mode!r} "
+            f"({config.where('logging.wandb_mode')})"
+        )
+
+
+def prepare(config: TrainingConfig) -> TrainingConfig:
+    """Everything a launch needs before DeepSpeed starts: the model and data found, the data audited,
+    the logging packages importable."""
+    from trainers.monitor import check_logging
+
+    check_paths(config)
+    check_logging(config)
+    return config
 
 
 def check_paths(config: TrainingConfig) -> None:
@@ -337,8 +365,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     argv = [argument for argument in argv if argument != "--print"]
     try:
         path, overrides = split_arguments(argv)
-        config = load_config(path, overrides)
-        check_paths(config)
+        config = prepare(load_config(path, overrides))
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
