@@ -1,11 +1,13 @@
 """The SFT recipe end to end: bin/train.sh and the real deepspeed launcher on the CPU, tiny model.
 
-Three launcher runs are shared by all assertions (about 2 to 3 minutes on 2 cores):
+Four launcher runs are shared by all assertions (about 2.5 to 3.5 minutes on 2 cores):
   1. ZeRO-2, one rank, 12 steps, checkpoints at 6 and 12; the step-12 one is then deleted, as if the
      run had crashed after logging step 12 but before saving it;
   2. the same command with train.steps=16, which resumes from step 6, redoes 7-12 and goes on to 16;
   3. ZeRO-3 on two CPU ranks, 16 steps without a break, whose final save must gather both ranks'
-     partitions, and whose losses must match the interrupted-and-resumed ZeRO-2 run step for step.
+     partitions, and whose losses must match the interrupted-and-resumed ZeRO-2 run step for step;
+  4. `bin/train.sh trainers/configs/tiny_cpu.yaml` as shipped, on an empty cache: the built-in model
+     and data are built first, then 20 steps.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ class Launch:
         return [json.loads(line) for line in lines]
 
 
-def launch(output_dir: Path, *overrides: str, procs: int = 1) -> Launch:
+def launch(output_dir: Path, *overrides: str, procs: int = 1, cache: Path | None = None) -> Launch:
     # the CPU even where a GPU exists: the assertions below expect fp32 and exact agreement across runs
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "NUM_PROCS": str(procs), "DS_LAUNCHER_ARGS": "--master_port 29517"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    if cache is not None:
+        env["SKILLMIX_CACHE"] = str(cache / "responses.sqlite")
     started = time.monotonic()
     result = subprocess.run(
         [str(TRAIN_SH), str(CONFIG), f"output_dir={output_dir}", *overrides],
@@ -66,7 +70,7 @@ def launch(output_dir: Path, *overrides: str, procs: int = 1) -> Launch:
 
 
 def recipe(model: Path, data: Path) -> list[str]:
-    """The overrides every run shares: the test's model and repetitive data, a higher learning rate."""
+    """The overrides runs 1-3 share: the test's model and repetitive data, a higher learning rate."""
     return [f"model.path={model}", f"data.path={data}", "train.lr=3e-3", "train.log_every=4"]
 
 
@@ -216,3 +220,30 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+@pytest.fixture(scope="module")
+def fresh_machine_run(tmp_path_factory) -> Launch:
+    root = tmp_path_factory.mktemp("fresh")
+    run = launch(root / "run", cache=root / "cache")  # the shipped config, nothing built beforehand
+    print(f"\nlauncher wall time: tiny_cpu.yaml on an empty cache {run.wall_s:.1f}s")
+    return run
+
+
+def test_tiny_config_runs_with_no_earlier_step(fresh_machine_run):
+    run = fresh_machine_run
+    assert "builtin: building builtin:tiny" in run.stdout and "builtin: building builtin:demo" in run.stdout
+    assert "audit OK: 192 rows" in run.stdout
+    events = scalars(run.output_dir / TENSORBOARD_DIR)
+    assert set(events) == TAGS
+    for tag in TAGS:
+        assert [step for step, _ in events[tag]] == list(range(1, 21)), tag
+    assert (run.output_dir / REPORT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    final = run.output_dir / "final"
+    assert (final / "model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
+    metadata = read_training_metadata(final)
+    cache = run.output_dir.parent / "cache" / "builtin"
+    assert Path(metadata["base_model"]).parent == cache.resolve() / "models"
+    assert Path(metadata["data_path"]).parent == cache.resolve() / "data" and metadata["data_rows"] == 192
+    losses = [record["loss"] for record in run.log()]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0, losses

@@ -156,8 +156,10 @@ def test_config_check_exits_2_with_message_and_no_traceback():
     assert "Traceback" not in result.stderr
 
 
-def test_recipe_exits_2_on_missing_model_path(capsys, tmp_path):
+def test_recipe_exits_2_on_missing_model_path(capsys, tmp_path, monkeypatch):
     from trainers.sft import main
+
+    monkeypatch.setenv("SKILLMIX_CACHE", str(tmp_path / "cache" / "responses.sqlite"))  # builtin:demo goes here
 
     code = main([str(CONFIG_DIR / "tiny_cpu.yaml"), "model.path=/nonexistent/tiny", f"output_dir={tmp_path}"])
     captured = capsys.readouterr()
