@@ -15,9 +15,9 @@ ranks' monitors have none. Sinks, all under the output directory:
 A resumed run restarts at its checkpoint's step, so whatever was logged past
 that step by the run that stopped is dropped or hidden: the JSONL file is cut
 back to the checkpoint, and TensorBoard is given `purge_step`, which hides the
-older events from that step on. W&B keeps steps only increasing, so it ignores
-the redone steps it has already seen; their values are the ones an
-uninterrupted run logs, since a resumed run repeats them exactly.
+older events from that step on. W&B keeps a run's steps increasing, so it
+ignores the redone steps it has already seen; their first copy agrees with the
+redone one, since a resumed run restores weights, optimizer state and samples.
 
 At the end `Monitor.finish` draws `train_report.png` (loss and learning rate
 against steps) from the JSONL file, so the plot covers every resumed part.
