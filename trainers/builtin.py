@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 PREFIX = "builtin:"
 BUILD_VERSION = 1  # bump when a builder's output changes for the same inputs
+DATA_NAMES = ("demo",)  # model names are harness.tinymodel's SIZES
 DEMO_ROWS_PER_K = 64
 
 
@@ -47,9 +48,6 @@ def builtin_root() -> Path:
 
 def is_builtin(path: str) -> bool:
     return path.startswith(PREFIX)
-
-
-DATA_NAMES = ("demo",)
 
 
 def resolve_builtins(config: TrainingConfig) -> TrainingConfig:
