@@ -124,6 +124,7 @@ class Evaluation:
                 events.warning(warning)
         cache = ResponseCache(self.cache_path) if self.use_cache else None
         models = [*students, *(judge.model for judge in judges)]
+        working = False
         try:
             with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
                 for client in clients.values():
@@ -144,8 +145,18 @@ class Evaluation:
                         for client in clients.values():
                             await client.aclose()
 
+                working = True
                 asyncio.run(go())
                 return {name: client.stats for name, client in clients.items()}
+        except HarnessError as error:
+            if not working:
+                raise
+            # Every finished answer and grading run is already in the store: say so, and how to go on.
+            counts = store.counts()
+            raise HarnessError(
+                f"{error}\nThe run stopped; {counts['generations']} answers and {counts['grades']} grading runs are "
+                f"saved in {self.out}. Run the same command again to resume."
+            ) from error
         finally:
             events.finished()
             if cache is not None:

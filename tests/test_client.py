@@ -155,3 +155,36 @@ def test_fingerprint_samples_large_files(tmp_path: Path, monkeypatch: pytest.Mon
 def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a directory"):
         fingerprint(tmp_path / "nope")
+
+
+def test_a_dead_replica_does_not_eat_the_retries() -> None:
+    """A replica that refuses connections fails at once, so it always looks least busy: unless it is set
+    aside, every retry goes back to it until none is left."""
+    dead = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", model="x")
+    with ScriptedServer([]) as alive:
+        alive.delay = 0.05
+        client = make_client((dead, alive.endpoint), None, max_concurrency=4)
+
+        async def many() -> list[str]:
+            prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(24)]
+            replies = await asyncio.gather(*(client.chat(p, SamplingParams()) for p in prompts))
+            await client.aclose()
+            return [r.text for r in replies]
+
+        assert len(run(many())) == 24
+    assert len(alive.requests) == 24
+    # Half the first sends went to the dead replica (nothing had failed yet); each of those failed once.
+    assert 1 <= client.stats.retries <= 12
+    assert client.stats.requests == 24 + client.stats.retries
+
+
+def test_a_managed_server_failure_names_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "vllm-judge-j.log"
+    dead = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", model="x", log_path=log)
+    client = ModelClient(connected_model("judge", "x@1", (dead,)), None, RetryPolicy(max_retries=1, base_delay=0.01))
+    with pytest.raises(HarnessError) as caught:
+        run(client.chat(MESSAGES, SamplingParams()))
+    message = str(caught.value)
+    assert message.startswith(
+        f"the judge model judge-under-test at http://127.0.0.1:9/v1 (server log: {log}) failed after 2 attempts"
+    )

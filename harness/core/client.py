@@ -7,6 +7,10 @@ endpoint, through that endpoint's semaphore (the only concurrency limit in the
 project), with a timeout, and with retries on connection errors, timeouts,
 429 and 5xx, backing off exponentially with full jitter and honouring
 Retry-After.
+
+An endpoint that refuses or drops a connection is set aside for a while
+(``DOWN_FOR``) as long as another one is up: a dead replica fails at once, so it
+always looks least busy and would otherwise draw every retry until none is left.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
+# Seconds an endpoint that failed to connect is passed over while another endpoint is up.
+DOWN_FOR = 30.0
+
 RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
 
 
@@ -77,6 +84,7 @@ class _EndpointState:
     semaphore: asyncio.Semaphore
     client: openai.AsyncOpenAI
     in_flight: int = 0
+    down_until: float = 0.0  # time.monotonic() before which this endpoint is passed over (if another is up)
 
 
 @dataclass
@@ -150,12 +158,26 @@ class ModelClient:
             self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
         return Reply(text=text, finish_reason=finish_reason, cached=False)
 
+    def _pick_endpoint(self) -> _EndpointState:
+        """The least busy endpoint that is up; when none is, the one set aside longest ago."""
+        states = self._endpoint_states()
+        now = time.monotonic()
+        up = [state for state in states if state.down_until <= now]
+        if up:
+            return min(up, key=lambda state: state.in_flight)
+        return min(states, key=lambda state: state.down_until)
+
+    def _where(self, state: _EndpointState) -> str:
+        """Which model and server a message is about, with the server's log when we started it."""
+        log = f" (server log: {state.endpoint.log_path})" if state.endpoint.log_path else ""
+        return f"the {self.model.role} model {self.model.name} at {state.endpoint.base_url}{log}"
+
     async def _call_with_retries(
         self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
     ) -> tuple[str, str | None]:
         attempt = 0
         while True:
-            state = min(self._endpoint_states(), key=lambda s: s.in_flight)
+            state = self._pick_endpoint()
             state.in_flight += 1
             try:
                 async with state.semaphore:
@@ -166,10 +188,11 @@ class ModelClient:
                 choice = completion.choices[0]
                 return choice.message.content or "", choice.finish_reason
             except RETRYABLE as error:
+                if isinstance(error, openai.APIConnectionError):  # timeouts too: APITimeoutError is one
+                    state.down_until = time.monotonic() + DOWN_FOR
                 if attempt >= self.policy.max_retries:
                     raise HarnessError(
-                        f"the {self.model.role} model at {state.endpoint.base_url} failed after "
-                        f"{attempt + 1} attempts: {type(error).__name__}: {error}"
+                        f"{self._where(state)} failed after {attempt + 1} attempts: {type(error).__name__}: {error}"
                     ) from error
                 delay = self.policy.delay(attempt, _retry_after(error))
                 attempt += 1
@@ -177,13 +200,12 @@ class ModelClient:
                 await asyncio.sleep(delay)
             except openai.AuthenticationError as error:
                 raise HarnessError(
-                    f"the {self.model.role} endpoint {state.endpoint.base_url} rejected the API key: {error}. "
+                    f"{self._where(state)} rejected the API key: {error}. "
                     "Check OPENAI_API_KEY or the key given with the URL."
                 ) from error
             except openai.APIStatusError as error:
                 raise HarnessError(
-                    f"the {self.model.role} model at {state.endpoint.base_url} refused the request "
-                    f"(HTTP {error.status_code}): {error.message}"
+                    f"{self._where(state)} refused the request (HTTP {error.status_code}): {error.message}"
                 ) from error
             finally:
                 state.in_flight -= 1

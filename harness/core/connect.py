@@ -142,12 +142,25 @@ def connect(
     local = [with_identity(model) for model in models if model.kind == LOCAL]
     specs = [ServerSpec(role=model.label, model_path=model.path, extra_args=model.vllm_args) for model in local]
     with contextlib.ExitStack() as stack:
-        if specs:
-            endpoints = stack.enter_context(ServerManager(specs, serving))
+        manager = ServerManager(specs, serving) if specs else None
+        if manager is not None:
+            endpoints = stack.enter_context(manager)
             for model in local:
                 connected[model.name] = replace(model, endpoints=(endpoints[model.label],))
         clients: dict[str, ModelClient] = {}
         for model in models:
             ready = replace(connected[model.name], seeded=wants_seeds(model, request_seeds, serving.device))
             clients[model.name] = ModelClient(ready, cache)
-        yield clients
+        try:
+            yield clients
+        except HarnessError as error:
+            # A model call that failed for good often means that a server we started died: say so.
+            stopped = manager.stopped() if manager is not None else []
+            if not stopped:
+                raise
+            lines = [
+                f"The {server.role} server {server.how}"
+                + ("." if str(server.log_path) in str(error) else f"; its log is {server.log_path}.")
+                for server in stopped
+            ]
+            raise HarnessError(" ".join([str(error), *lines])) from error

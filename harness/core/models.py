@@ -38,6 +38,7 @@ class Endpoint:
     base_url: str  # ends in /v1
     api_key: str
     model: str  # the name requests must use
+    log_path: Path | None = None  # the server's log, when the harness started the server itself
 
 
 @dataclass(frozen=True)

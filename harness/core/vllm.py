@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.core.errors import HarnessError
 from harness.core.models import Endpoint, check_model_dir
@@ -51,6 +52,12 @@ class ServingOptions:
     log_dir: Path = field(default_factory=lambda: Path.cwd() / "logs")
     max_model_len: int | None = None
     api_key: str | None = None  # one key for every server (default: a fresh key each)
+
+
+class StoppedServer(NamedTuple):
+    role: str
+    how: str  # "was killed by signal 9", "exited with code 1"
+    log_path: Path
 
 
 @dataclass
@@ -177,7 +184,9 @@ class ServerManager:
                 env=env,
                 preexec_fn=_die_with_parent,
             )
-        endpoint = Endpoint(base_url=f"http://{HOST}:{port}/v1", api_key=api_key, model=spec.model_path.name)
+        endpoint = Endpoint(
+            base_url=f"http://{HOST}:{port}/v1", api_key=api_key, model=spec.model_path.name, log_path=log_path
+        )
         process = _Process(spec=spec, endpoint=endpoint, popen=popen, log_path=log_path)
         self.processes.append(process)
         return process
@@ -218,6 +227,16 @@ class ServerManager:
             for process in launched:
                 self._wait_healthy(process, deadline)
         return {process.spec.role: process.endpoint for process in self.processes}
+
+    def stopped(self) -> list[StoppedServer]:
+        """The servers that have stopped on their own while they were meant to run."""
+        stopped = []
+        for process in self.processes:
+            code = process.popen.poll()
+            if code is not None:
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                stopped.append(StoppedServer(process.spec.role, how, process.log_path))
+        return stopped
 
     # -- stop -----------------------------------------------------------------
     def stop(self, grace: float = 20.0) -> None:
