@@ -14,15 +14,19 @@ from harness.core.models import Endpoint, Model
 class ScriptedServer:
     """A real HTTP server speaking the chat-completions wire format, failing on purpose.
 
-    `script` is a list of (status, headers) answered in turn; after it runs out
-    every request succeeds, with `responder(body)` as the reply text when given,
-    else a reply that names the request number.
+    `script` is a list of (status, headers) answered in turn, where None answers
+    normally; after it runs out every request succeeds, with `responder(body)` as
+    the reply text when given, else a reply that names the request number.
+    `statuses` holds the HTTP status of every request, in the order of `requests`.
     """
 
-    def __init__(self, script: list[tuple[int, dict[str, str]]] = (), responder: Callable[[dict], str] | None = None):
+    def __init__(
+        self, script: list[tuple[int, dict[str, str]] | None] = (), responder: Callable[[dict], str] | None = None
+    ):
         self.script = list(script)
         self.responder = responder
         self.requests: list[tuple[float, dict]] = []
+        self.statuses: list[int] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -39,6 +43,7 @@ class ScriptedServer:
                     outer.requests.append((time.monotonic(), body))
                     number = len(outer.requests)
                     step = outer.script.pop(0) if outer.script else None
+                    outer.statuses.append(step[0] if step is not None else 200)
                     outer._in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer._in_flight)
                 try:
