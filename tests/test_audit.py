@@ -137,3 +137,37 @@ def test_bad_paths_and_tasks_are_clear_errors(tmp_path: Path, registry, heldout)
         audit_dataset(path, [registry.get("skillmix-k2-train")])
     with pytest.raises(HarnessError, match="does not exist"):
         CliRunner().invoke(data, ["audit", str(tmp_path / "missing")], catch_exceptions=False)
+
+
+def test_train_sh_refuses_leaked_data_before_starting_deepspeed(tmp_path: Path, registry) -> None:
+    """bin/train.sh runs the audit before the launcher: a planted held-out skill name stops it with exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    rows = training_rows(registry)
+    rows[2]["messages"][1]["content"] = "Answer: A little metacognition helped the harbour master plan the tides."
+    data = save(rows, tmp_path / "leaky")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # the audit runs before anything reads the weights
+    # This environment's python, behind a `deepspeed` that only leaves a mark if it is started.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launched = tmp_path / "deepspeed-started"
+    (bin_dir / "deepspeed").write_text(f"#!/bin/sh\ntouch {launched}\n")
+    (bin_dir / "deepspeed").chmod(0o755)
+    path = f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "VIRTUAL_ENV": sys.prefix, "DS_ACCELERATOR": "cpu"}
+    result = subprocess.run(
+        [str(repo / "bin" / "train.sh"), str(repo / "trainers" / "configs" / "tiny_cpu.yaml"),
+         f"model.path={model}", f"data.path={data}", f"output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: audit FAILED" in result.stderr
+    assert "row 2 (assistant turn): held-out skill name 'metacognition'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "training on" not in result.stderr and not launched.exists()
+    assert not (tmp_path / "out").exists()

@@ -317,6 +317,31 @@ def test_cli_list_marks_splits_a_catalog_cannot_form() -> None:
     assert "only the -all tasks can run" in output
 
 
+# The first draws of the built-in tasks, written out by hand: every published number of this harness
+# rests on them, so a catalog, split, seed or sampling change must show up here, not silently.
+PINNED_COMBINATIONS = {
+    "skillmix-k4-heldout": [
+        (("center of mass (balance)", "performative utterance", "second-order belief", "conversational implicature"),
+         "fly fishing"),
+        (("metacognition", "buoyancy", "indirect speech act", "pronoun resolution"), "dental checkups"),
+        (("hedging", "performative utterance", "spatial reasoning", "metacognition"), "museum curation"),
+    ],
+    "skillmix-k2-train": [
+        (("denying the antecedent", "litotes"), "stand-up comedy"),
+        (("onomatopoeia", "slippery slope"), "lighthouse keeping"),
+        (("transitive inference", "optimism bias"), "gardening"),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_COMBINATIONS))
+def test_first_combinations_of_builtin_tasks_are_pinned(name: str) -> None:
+    first = load_registry().get(name).combinations()[:3]
+    assert [(c.index, tuple(c.skills), c.topic) for c in first] == [
+        (index, skills, topic) for index, (skills, topic) in enumerate(PINNED_COMBINATIONS[name])
+    ]
+
+
 def test_cli_show_json_is_stable_and_complete() -> None:
     first = invoke("show", "skillmix-k4-heldout", "--json")
     assert invoke("show", "skillmix-k4-heldout", "--json") == first
