@@ -83,7 +83,7 @@ def _summary(views: Sequence[RunView]) -> str:
         (len(answers), "answers"),
         (len(grading_runs), "grading runs"),
         (sum(not run.usable for run in grading_runs), "unusable grading runs"),
-        (sum(r.metrics.unscored for r in results), "unscored combinations"),
+        (sum(v.outcome == "unscored" for a in answers for v in a.verdicts), "unscored answers (per judge)"),
     ]
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="value">{value}</div><div class="label">{esc(label)}</div></div>' for value, label in cards

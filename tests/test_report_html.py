@@ -158,6 +158,29 @@ def test_report_compares_runs_in_one_page(run_dir: Path, tmp_path: Path) -> None
     assert (other / HTML_NAME).is_file()
 
 
+def test_human_labels_join_the_agreement_section(run_dir: Path, tmp_path: Path) -> None:
+    import csv
+
+    copy = tmp_path / "run"  # report rewrites the run's own pages; keep the shared run as it was
+    shutil.copytree(run_dir, copy)
+    sheet = tmp_path / "labels.csv"
+    assert _invoke("labels", "export", str(copy), "--n", "4", "--out", str(sheet)).exit_code == 0
+    with sheet.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row.update({f"item_{i}": "1" for i in range(1, int(row["k"]) + 4)})
+    with sheet.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = _invoke("report", str(copy), "--human", str(sheet))
+    assert result.exit_code == 0, result.output
+    page = (copy / HTML_NAME).read_text(encoding="utf-8")
+    agreement = page[page.index('id="agreement"') : page.index('id="answers"')]
+    assert "generous vs human" in agreement and "picky vs human" in agreement
+    assert "generous, picky, human" in agreement  # alpha across all three raters
+
+
 def test_human_labels_belong_to_one_run(run_dir: Path, tmp_path: Path) -> None:
     from harness.core.errors import HarnessError
 
@@ -243,6 +266,6 @@ def test_report_renders_in_chromium_and_its_filters_work(run_dir: Path, browser,
     assert page.evaluate("window.__injected") is None
     assert page.locator("img[src=x]").count() == 0
 
-    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-    assert (tmp_path / "report.png").stat().st_size > 10_000
+    page.screenshot(path=str(tmp_path / "report-html-screenshot.png"), full_page=True)
+    assert (tmp_path / "report-html-screenshot.png").stat().st_size > 10_000
     assert problems == []
