@@ -139,6 +139,20 @@ def test_page_data_holds_every_answer_and_the_votes_the_metrics_use(run_dir: Pat
     assert picky_verdict["vote"] is None and strings[picky_verdict["runs"][0]["reply"]] == UNGRADABLE
 
 
+def test_a_run_with_nothing_graded_yet_still_gets_a_page(tmp_path: Path) -> None:
+    from harness.report import report_run_view
+
+    store = RunStore(tmp_path / "empty")
+    try:
+        view = report_run_view(store, tmp_path / "empty")
+    finally:
+        store.close()
+    page = (tmp_path / "empty" / HTML_NAME).read_text(encoding="utf-8")
+    assert view.results == () and view.agreement is None
+    assert "nothing to plot" in page and 'id="agreement"' not in page
+    assert _page_data(page)["answers"] == []
+
+
 def test_script_json_cannot_close_its_element() -> None:
     hostile = {"a": "</script><!-- <script> & \u2028"}
     text = script_json(hostile)
