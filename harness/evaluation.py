@@ -21,11 +21,11 @@ from typing import Any
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
 from harness.core.client import ClientStats
-from harness.core.connect import connect, ensure_default_model, with_identity
+from harness.core.connect import check_credentials, connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.registry import Registry, Task
-from harness.core.store import RunStore
+from harness.core.store import STORE_NAME, RunStore, check_run_directory
 from harness.core.vllm import ServingOptions
 from harness.runner import Plan, Runner, plan_work
 from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
@@ -55,6 +55,7 @@ class Evaluation:
     use_cache: bool = True
     request_seeds: bool | None = None  # None: on when this machine has a GPU (harness.core.connect.wants_seeds)
     accept_changes: bool = False  # go on with settings that differ from the run's recorded ones
+    force: bool = False  # run in a directory that holds other files than a run
 
     def __post_init__(self) -> None:
         names = [model.name for model in self.students] + [judge.name for judge in self.judges]
@@ -86,8 +87,17 @@ class Evaluation:
         }  # fmt: skip
 
     def open_store(self) -> RunStore:
-        """The run's store, with tasks, local model identities and settings recorded (or checked on resume)."""
-        store = RunStore(self.out)
+        """The run's store, locked for this process, with tasks, local model identities and settings
+        recorded (or checked on resume).
+
+        Everything that can be checked without a server is checked before anything is written, and
+        a store this call creates is removed again when a check fails, so a refused start leaves
+        nothing behind; a failure later, before any work, is undone by ``RunStore.abandon``.
+        """
+        check_run_directory(self.out, force=self.force)
+        if not (self.out / STORE_NAME).is_file():
+            check_credentials([*self.students, *(judge.model for judge in self.judges)])
+        store = RunStore(self.out, exclusive=True)
         try:
             if store.get_meta("created") is None:
                 store.set_meta("created", time.time())
@@ -100,7 +110,7 @@ class Evaluation:
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
         except BaseException:
-            store.close()
+            store.abandon()
             raise
         return store
 

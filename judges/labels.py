@@ -89,8 +89,12 @@ def write_label_sheet(
         raise ValueError("label rows must have distinct ids")
     width = max((item_count(row.k) for row in rows), default=0)
     item_columns = [f"item_{position}" for position in range(1, width + 1)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("w", newline="", encoding="utf-8")
+    except OSError as error:
+        raise HarnessError(f"cannot write the label sheet {path}: {error.strerror}; choose another path") from None
+    with handle:
         writer = csv.writer(handle)
         writer.writerow([*FIXED_COLUMNS, *item_columns, "comment"])
         for row in rows:

