@@ -132,9 +132,10 @@ class Evaluation:
         for model in students:
             if model.is_local and (warning := chat_template_warning(model.path, model.vllm_args)):
                 events.warning(warning)
-        cache = ResponseCache(self.cache_path) if self.use_cache else None
         models = [*students, *(judge.model for judge in judges)]
+        cache = None
         try:
+            cache = ResponseCache(self.cache_path) if self.use_cache else None
             with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
                 for client in clients.values():
                     store.record_model(client.model)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
 from scripted_server import ScriptedServer, connected_model
 
-from harness.core.cache import ResponseCache
+from harness.core.cache import CachedReply, ResponseCache
 from harness.core.client import ModelClient, RetryPolicy, SamplingParams
 from harness.core.errors import HarnessError
 from harness.core.identity import fingerprint, local_model_identity
@@ -155,3 +156,18 @@ def test_fingerprint_samples_large_files(tmp_path: Path, monkeypatch: pytest.Mon
 def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a directory"):
         fingerprint(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_cache_is_an_error_naming_it_and_the_way_out(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    for index in range(300):
+        cache.put(f"key{index}", "scripted@1", CachedReply(text="a reply " * 60, finish_reason="stop"))
+    cache.close()
+    data = path.read_bytes()
+    path.write_bytes(b"not a cache at all " * 300 if damage == "garbage" else data[: len(data) // 3])
+    with pytest.raises(HarnessError, match=rf"{re.escape(str(path))} is damaged .*--no-cache"):
+        cache = ResponseCache(path)
+        for index in range(300):
+            cache.get(f"key{index}")

@@ -287,3 +287,16 @@ def test_a_read_only_store_with_rows_in_its_wal_is_read_or_refused_never_skipped
                     RunStore(copy, read_only=True)
     finally:
         copy.chmod(0o755)
+
+
+def test_a_run_with_a_damaged_cache_file_stops_with_an_error_and_keeps_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
+    out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
+    with ScriptedServer(responder=lambda body: ANSWER) as student, ScriptedServer(responder=full_marks_judge) as judge:
+        assert main(run_args(out, cache, student, judge), capsys, monkeypatch).code == 0
+        cache.write_bytes(b"\0garbage" * 1000)
+        with_a_task_to_do = [*run_args(out, cache, student, judge)]
+        with_a_task_to_do.insert(2, "skillmix-small-k1-all")
+        result = main(with_a_task_to_do, capsys, monkeypatch)
+    assert result.code == 2 and f"{cache} is damaged" in error_line(result.err)
+    assert "--no-cache" in result.err
+    assert counts(out) == {"combinations": 10, "generations": 5, "grades": 5, "sessions": 2}
