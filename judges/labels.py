@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from judges.agreement import FULL_MARKS, Rating, open_csv
+from judges.agreement import FULL_MARKS, Rating, csv_rows
 from judges.rubric import item_count, item_kinds, rubric_items
 
 HUMAN = "human"
@@ -144,8 +144,7 @@ def read_label_sheet(
     ``known_ids`` lists the answer ids the sheet may name (None accepts any id).
     """
     path = Path(path)
-    with open_csv(path, "label sheet") as handle:
-        reader = csv.DictReader(handle)
+    with csv_rows(path, "label sheet") as reader:
         header = reader.fieldnames or []
         missing = [column for column in ("id", "k") if column not in header]
         if missing:
