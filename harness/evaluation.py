@@ -25,7 +25,8 @@ from harness.core.connect import check_credentials, connect, ensure_default_mode
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.registry import Registry, Task
-from harness.core.store import STORE_NAME, RunStore, check_run_directory
+from harness.core.rundir import check_run_directory
+from harness.core.store import STORE_NAME, RunStore
 from harness.core.vllm import ServingOptions
 from harness.runner import Plan, Runner, plan_work
 from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader

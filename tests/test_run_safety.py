@@ -27,7 +27,7 @@ from scripted_server import ScriptedServer
 
 from harness.cli import cli
 from harness.core.errors import HarnessError
-from harness.core.runlock import LOCK_NAME, RunLock
+from harness.core.rundir import LOCK_NAME, RunLock
 from harness.core.store import STORE_NAME, RunStore
 
 TASK = "skillmix-small-k2-all"

@@ -27,9 +27,8 @@ from typing import Any, NamedTuple
 
 from harness.core.errors import HarnessError, database_error
 from harness.core.models import Model
-from harness.core.runlock import LOCK_NAME, RunLock
+from harness.core.rundir import STORE_NAME, RunLock, check_not_a_file, make_dirs
 
-STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = 2
 
 SCHEMA = """
@@ -118,50 +117,6 @@ _DAMAGED_FIX = (
     "Restore it from a copy, or run into a new --out directory (with the response cache on, replies already "
     "fetched are not asked again)"
 )
-# What a directory may hold without being a run: what a start that failed leaves there.
-_OWN_ENTRIES = {STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", LOCK_NAME, "logs"}
-
-
-def check_run_directory(run_dir: Path, *, force: bool = False) -> None:
-    """Refuse a run directory that is a file, lies below a file, or holds other things than a run.
-
-    A run writes results.json, report.md and report.png into its directory; in a directory
-    that is not a run they could be the user's own files, so that needs ``force``.
-    """
-    run_dir = Path(run_dir)
-    _check_not_a_file(run_dir)
-    if force or not run_dir.is_dir() or (run_dir / STORE_NAME).is_file():
-        return
-    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in _OWN_ENTRIES)
-    if foreign:
-        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
-        raise HarnessError(
-            f"{run_dir} is not a run directory: it holds {shown} but no {STORE_NAME}. A run writes results.json, "
-            "report.md and report.png there, replacing files of those names; use a new or empty --out directory, "
-            "or pass --force to run there anyway"
-        )
-
-
-def _check_not_a_file(run_dir: Path) -> None:
-    for path in (run_dir, *run_dir.parents):
-        if path.exists() or path.is_symlink():
-            if not path.is_dir():
-                raise HarnessError(f"{path} is a file; a run directory must be a directory (give --out a directory path)")
-            return
-
-
-def _make_dirs(run_dir: Path) -> list[Path]:
-    """Create ``run_dir`` and any missing parents; returns the ones created, outermost first."""
-    _check_not_a_file(run_dir)
-    missing = [path for path in (*reversed(run_dir.parents), run_dir) if not path.exists()]
-    for path in missing:
-        try:
-            path.mkdir(exist_ok=True)
-        except OSError as error:
-            raise HarnessError(f"cannot create the run directory {path}: {error.strerror}") from None
-    return missing
-
-
 def _schema_version(db: sqlite3.Connection) -> int | None:
     if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
         return None
@@ -198,7 +153,7 @@ class RunStore:
 
     ``create`` makes a new store when there is none; ``read_only`` opens an existing one
     without writing anything, even in a read-only directory; ``exclusive`` takes the run's
-    lock (harness.core.runlock), so that one process at a time writes it. Every SQLite
+    lock (harness.core.rundir), so that one process at a time writes it. Every SQLite
     failure comes out as a HarnessError naming the file.
     """
 
@@ -212,11 +167,11 @@ class RunStore:
         self._lock = RunLock(self.run_dir) if exclusive else None
         path = self.path
         if (read_only or not create) and not path.is_file():
-            _check_not_a_file(self.run_dir)
+            check_not_a_file(self.run_dir)
             raise HarnessError(f"{self.run_dir} is not a run directory (no {STORE_NAME}); pass the --out of a `harness run`")
         try:
             if not read_only:
-                self._made = _make_dirs(self.run_dir)
+                self._made = make_dirs(self.run_dir)
             if self._lock is not None:
                 self._lock.acquire()
                 if self._lock.unsupported:

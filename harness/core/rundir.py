@@ -1,4 +1,8 @@
-"""One writer per run directory: an advisory lock on RUN/run.lock that says who holds it.
+"""What a run directory may be, creating one, and the lock that keeps it to one writer.
+
+A run directory holds the run store (``run.sqlite``), the reports and the server logs. A
+directory that holds other files but no store is not a run: the reports would replace a
+user's own files of the same names, so running there needs ``force``.
 
 Two processes writing one run store would each start servers, repeat the model
 work and collide on the store's keys, so a process that writes a run takes an
@@ -29,6 +33,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 
+STORE_NAME = "run.sqlite"
 LOCK_NAME = "run.lock"
 # errno values meaning "this filesystem does not do flock", as opposed to "someone holds it".
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -46,7 +51,9 @@ class LockHolder:
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
         where = "" if self.host == socket.gethostname() else f" on host {self.host}"
-        return f"pid {self.pid}{where}, running since {started}: {shlex.join(self.command)}"
+        program = Path(self.command[0]).name if self.command else "?"
+        program = "python -m harness" if program == "__main__.py" else program
+        return f"pid {self.pid}{where}, running since {started}: {shlex.join([program, *self.command[1:]])}"
 
     @classmethod
     def read(cls, text: str) -> LockHolder | None:
@@ -124,3 +131,48 @@ def _read_all(fd: int) -> str:
         return os.pread(fd, 65536, 0).decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+# What a directory may hold without being a run: what a start that failed leaves there.
+_OWN_ENTRIES = {STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", LOCK_NAME, "logs"}
+
+
+def check_run_directory(run_dir: Path, *, force: bool = False) -> None:
+    """Refuse a run directory that is a file, lies below a file, or holds other things than a run.
+
+    A run writes results.json, report.md and report.png into its directory; in a directory
+    that is not a run they could be the user's own files, so that needs ``force``.
+    """
+    run_dir = Path(run_dir)
+    check_not_a_file(run_dir)
+    if force or not run_dir.is_dir() or (run_dir / STORE_NAME).is_file():
+        return
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in _OWN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise HarnessError(
+            f"{run_dir} is not a run directory: it holds {shown} but no {STORE_NAME}. A run writes results.json, "
+            "report.md and report.png there, replacing files of those names; use a new or empty --out directory, "
+            "or pass --force to run there anyway"
+        )
+
+
+def check_not_a_file(run_dir: Path) -> None:
+    """Refuse a run directory that is a file or lies below one (the nearest existing path decides)."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise HarnessError(f"{path} is a file; a run directory must be a directory (give --out a directory path)")
+            return
+
+
+def make_dirs(run_dir: Path) -> list[Path]:
+    """Create ``run_dir`` and any missing parents; returns the ones created, outermost first."""
+    check_not_a_file(run_dir)
+    missing = [path for path in (*reversed(run_dir.parents), run_dir) if not path.exists()]
+    for path in missing:
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as error:
+            raise HarnessError(f"cannot create the run directory {path}: {error.strerror}") from None
+    return missing
