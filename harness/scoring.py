@@ -174,7 +174,9 @@ class ReferenceScoring(ScoringProfile):
     ) -> TaskMetrics:
         # The reference stacks every (round, run, combination) into one array and cannot aggregate a
         # task with a hole in it; here a combination lacking an answer or a grading run is unscored.
-        counted = {c: graded for c, graded in sorted(answers.items()) if graded and not self.leaves_out(graded[0].skills)}
+        counted = {
+            c: graded for c, graded in sorted(answers.items()) if graded and not self.leaves_out(graded[0].skills)
+        }
         complete = [c for c, graded in counted.items()
                     if len(graded) == rounds and all(len(answer.grades) == runs for answer in graded)]  # fmt: skip
         incomplete = [graded for c, graded in counted.items() if c not in complete]
@@ -304,7 +306,9 @@ def check_filter_skills(store: RunStore, profile: ScoringProfile) -> None:
     """Refuse a ``filter_skills`` name that is no skill of the run (a typo would silently filter nothing)."""
     if not profile.filter_skills:
         return
-    known = {skill for task in store.task_configs() for skills, _ in store.combinations(task).values() for skill in skills}
+    known = {
+        skill for task in store.task_configs() for skills, _ in store.combinations(task).values() for skill in skills
+    }
     unknown = [name for name in profile.filter_skills if name not in known]
     if unknown:
         raise HarnessError(
@@ -354,4 +358,3 @@ def score_store(store: RunStore, profile: ScoringProfile, *, seed: int = 0) -> l
                     )
                 )
     return results
-

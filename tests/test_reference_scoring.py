@@ -114,7 +114,10 @@ def test_report_reproduces_the_reference_aggregation(workdir: Path, tree: str, s
     expected = tree_doc["option_sets"][set_name]["students"][student]
     options = _options(expected["argv"])
     run = _tree_copy(workdir, tree, int(options["num_generation_rounds"]), int(options["num_grading_rounds"]))
-    args = ["--grading-runs", "vote" if options.get("indiv_pt_agg_method", "majority_vote") == "majority_vote" else "average"]
+    args = [
+        "--grading-runs",
+        "vote" if options.get("indiv_pt_agg_method", "majority_vote") == "majority_vote" else "average",
+    ]
     if options.get("filter_explicit_name"):
         args.append("--name-penalty")
     # The reference splits --filter_skills at commas and strips nothing, so " red herring" matches no skill.
@@ -140,7 +143,9 @@ def test_report_reproduces_the_reference_aggregation(workdir: Path, tree: str, s
             if metric in PAPER:
                 name = PAPER[metric] + ("" if over_rounds == "max" else "_mean")
                 headline = row["metrics"][name]
-                assert _same(headline["value"], theirs["value"]) and _same(headline["uncertainty"], theirs["uncertainty"])
+                assert _same(headline["value"], theirs["value"]) and _same(
+                    headline["uncertainty"], theirs["uncertainty"]
+                )
     assert checked == 3 * len(metrics) * len(expected["results"])
 
 
