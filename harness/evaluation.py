@@ -104,6 +104,20 @@ class Evaluation:
             raise
         return store
 
+    def sampling_warnings(self) -> list[str]:
+        """Judges whose grading runs would be copies: greedy sampling with more than one run per answer."""
+        warnings = []
+        for judge in self.judges:
+            tasks = [task.name for task in self.tasks
+                     if task.grading_runs > 1 and judge.sampling_for(task.judge_sampling).get("temperature") == 0]  # fmt: skip
+            if tasks:
+                warnings.append(
+                    f"judge {judge.name} samples at temperature 0 for {', '.join(tasks)}, which grade each answer "
+                    "several times: its grading runs will be copies and the vote decides nothing. Judges sample at "
+                    "the task's judge temperature (0.7) unless a judge file overrides it"
+                )
+        return warnings
+
     def plan(self, store: RunStore) -> Plan:
         return plan_work(store, self.tasks, [m.name for m in self.students], [j.name for j in self.judges])
 
@@ -113,6 +127,8 @@ class Evaluation:
         A plan with nothing to do starts no server and makes no call.
         """
         events = events or Events()
+        for warning in self.sampling_warnings():
+            events.warning(warning)
         plan = self.plan(store)
         events.planned(plan)
         if plan.empty:
