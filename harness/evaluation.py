@@ -24,6 +24,7 @@ from harness.core.client import ClientStats
 from harness.core.connect import connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
+from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
 from harness.core.store import RunStore
 from harness.core.vllm import ServingOptions
@@ -198,6 +199,13 @@ def resolve_tasks(registry: Registry, names: Sequence[str], combinations: int | 
             task = replace(task, n_combinations=combinations)
         tasks.append(task)
     return tasks
+
+
+def with_reference_prompts(tasks: Sequence[Task], source: Path, out: Path) -> list[Task]:
+    """The tasks with their prompts taken from a copy of the reference's prompts/ directory
+    (harness.core.reference_prompts), converted into ``out/prompts/``."""
+    version, directory = import_reference_prompts(source, Path(out) / "prompts")
+    return [replace(task, prompt_version=version, prompt_dir=directory) for task in tasks]
 
 
 def resolve_students(texts: Sequence[str], role: str = "student", vllm_args: Sequence[str] = (),

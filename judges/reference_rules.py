@@ -24,13 +24,28 @@ A skill is named when its name (the part before any ``(``, stripped, lower-cased
 a substring of the lower-cased answer: "red herrings" and "accidentally" name
 "red herring" and "accident (fallacy)"; "self-serving bias" does not name
 "self serving bias".
+
+Rubric list (``rubric_items``)
+------------------------------
+What the reference's grading prompts get as ``{rubric_items}`` (used when a run
+takes its prompts from a copy of the reference's files, harness.core.reference_prompts):
+the k + 3 items in rubric order, comma-separated, "<verb> <skill in lower case>",
+"Pertains to <topic>", "Text makes sense", "At most <n in words> sentence(s)". The
+verb is "Correctly illustrates" in its table-style prompt and "Contains" in its
+per-item one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from harness.core.names import skill_name
+from harness.core.reference_prompts import sentences_words
+from judges.rubric import rubric_items as rubric_item_list
+from judges.rubric import sentence_limit
+
+RUBRIC_VERBS = {"table": "Correctly illustrates", "items": "Contains"}
 
 _TITLES = ("Mr", "Mrs", "Ms", "Dr", "Prof")
 _PROTECT = {title: re.compile(re.escape(title) + r". ") for title in _TITLES}
@@ -47,3 +62,15 @@ def count_sentences(text: str) -> int:
 def names_skill(text: str, skill: str) -> bool:
     """True when the lower-cased ``text`` contains the skill's name as a substring."""
     return skill_name(skill) in text.strip().lower()
+
+
+def rubric_items(skills: Sequence[str], topic: str, style: str) -> str:
+    """The reference's ``{rubric_items}`` text for one combination and reply style (module docstring)."""
+    verb = RUBRIC_VERBS.get(style, RUBRIC_VERBS["table"])
+    wording = {
+        "skill": lambda label: f"{verb} {label.strip().lower()}",
+        "topic": lambda label: f"Pertains to {label}",
+        "sense": lambda label: "Text makes sense",
+        "sentences": lambda label: f"At most {sentences_words(sentence_limit(len(skills)))}",
+    }
+    return ", ".join(wording[item.kind](item.label) for item in rubric_item_list(skills, topic))

