@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import harness.report as report_module
 from harness.cli import cli
 from harness.core.store import RunStore
 from harness.scoring import GradedAnswer, graded_answers, scoring_profile
@@ -96,10 +98,13 @@ def _report(run: Path, args: tuple[str, ...]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _tree_copy.cache_clear()
     _report.cache_clear()
-    return tmp_path_factory.mktemp("reference-scoring")
+    # Drawing report.png takes most of a report's time and none of its numbers; ~40 reports run here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_module, "plot", lambda results, path: None)
+        yield tmp_path_factory.mktemp("reference-scoring")
 
 
 def _same(ours: float | None, theirs: float | str) -> bool:
