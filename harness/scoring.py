@@ -174,14 +174,11 @@ class ReferenceScoring(ScoringProfile):
     ) -> TaskMetrics:
         # The reference stacks every (round, run, combination) into one array and cannot aggregate a
         # task with a hole in it; here a combination lacking an answer or a grading run is unscored.
-        counted = {
-            c: graded for c, graded in sorted(answers.items()) if graded and not self.leaves_out(graded[0].skills)
-        }
-        complete = [c for c, graded in counted.items()
-                    if len(graded) == rounds and all(len(answer.grades) == runs for answer in graded)]  # fmt: skip
-        incomplete = [graded for c, graded in counted.items() if c not in complete]
+        counted = [graded for _, graded in sorted(answers.items()) if graded and not self.leaves_out(graded[0].skills)]
+        complete = [graded for graded in counted if _complete(graded, rounds, runs)]
+        incomplete = [graded for graded in counted if not _complete(graded, rounds, runs)]
         points = as_points(
-            [[[self.run_score(counted[c][g], counted[c][g].grades[r]).points for c in complete] for r in range(runs)]
+            [[[self.run_score(graded[g], graded[g].grades[r]).points for graded in complete] for r in range(runs)]
              for g in range(rounds)]
         ) if complete else np.zeros((rounds, runs, 0, k + 3), dtype=np.float32)  # fmt: skip
         summaries = aggregate(points, k, runs=self.runs, valid=range(len(complete)))
@@ -194,7 +191,7 @@ class ReferenceScoring(ScoringProfile):
             n=len(complete),
             unscored=len(incomplete),
             n_rounds_unscored=sum(
-                rounds - sum(len(answer.grades) == runs for answer in graded) for graded in incomplete
+                max(0, rounds - sum(len(answer.grades) == runs for answer in graded)) for graded in incomplete
             ),
             reference_metrics={
                 metric: {method: summary.to_dict() for method, summary in by_method.items()}
@@ -202,6 +199,11 @@ class ReferenceScoring(ScoringProfile):
             },
             **fields,
         )
+
+
+def _complete(graded: Sequence[GradedAnswer], rounds: int, runs: int) -> bool:
+    """Every generation round answered, and every answer graded by every grading run."""
+    return len(graded) == rounds and all(len(answer.grades) == runs for answer in graded)
 
 
 def _metric_value(summary: Summary, seed: int) -> MetricEstimate:

@@ -174,3 +174,13 @@ def test_filter_skills_leaves_combinations_out() -> None:
         "profile": "reference", "name_penalty": False, "grading_runs": "vote", "filter_skills": ["red herring"]
     }  # fmt: skip
     assert "leaving out combinations with red herring" in profile.describe()
+
+
+def test_a_combination_missing_a_grading_run_is_unscored_under_the_reference_profile() -> None:
+    # The reference code cannot aggregate a tree with a hole; we score the complete combinations.
+    full = (1.0, 1.0, 1.0, 1.0, 1.0)
+    complete = _answer("Fine.", (full, True, None), (full, True, None))
+    missing_run = _answer("Fine.", (full, True, None))
+    metrics = scoring_profile("reference").task_metrics({0: [complete], 1: [missing_run]}, 2, rounds=1, runs=2, seed=0)
+    assert (metrics.n, metrics.unscored, metrics.n_rounds_unscored) == (1, 1, 1)
+    assert metrics.full_marks.value == 1.0 and math.isnan(metrics.full_marks.uncertainty)
