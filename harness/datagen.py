@@ -57,6 +57,7 @@ from harness.core.store import Generation, RunStore
 from harness.scoring import ScoringProfile, answer_scores, scoring_profile
 from judges.registry import Judge
 from judges.rubric import Score, item_count
+from trainers.dataset import save_rows
 
 RUN_DIR = "run"
 DATASET_DIR = "dataset"
@@ -269,21 +270,6 @@ def _file_hashes(directory: Path) -> dict[str, str]:
     return hashes
 
 
-def _save(rows: list[dict[str, Any]], directory: Path) -> None:
-    import datasets
-
-    features = _features()
-    dataset = datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
-    bars_were_on = not datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        # one shard even when empty: a zero-shard dataset cannot be loaded back
-        dataset.save_to_disk(str(directory), num_shards=1)
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-
-
 def _replace_dir(staged: Path, final: Path) -> None:
     """Put `staged` at `final`; the old directory is only removed once the new one is in place."""
     retired = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -303,7 +289,7 @@ def export_dataset(store: RunStore, spec: ExportSpec, out: Path) -> ExportResult
     staged = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
     try:
-        _save(rows, staged)
+        save_rows(rows, staged, _features())
         provenance = _provenance(store, spec, selection, _file_hashes(staged))
         (staged / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _replace_dir(staged, final)

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.client import ModelClient
+from harness.core.prompts import extract_answer, render_student_turn1, render_student_turn2
 from harness.core.registry import Task
 from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Generation, RunStore
-from harness.prompts import extract_answer, render_student_turn1, render_student_turn2
 from judges.grader import Grader, request_seed, sampling_params
 
 

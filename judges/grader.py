@@ -22,13 +22,14 @@ from collections.abc import Sequence
 
 from harness.core.client import ModelClient, SamplingParams
 from harness.core.prompt_files import plural, render
+from harness.core.prompts import sentence_limit
 from harness.core.reference_prompts import reference_fields
 from harness.core.registry import Task
 from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Grade
 from judges import reference_rules
 from judges.registry import Judge
-from judges.rubric import rubric_lines, sentence_limit
+from judges.rubric import rubric_lines
 from judges.styles import ReplyStyle, get_style, read_reply
 
 BEGIN_MARKER = "<<<BEGIN STUDENT TEXT>>>"

@@ -41,9 +41,9 @@ import re
 from collections.abc import Sequence
 
 from harness.core.names import skill_name
+from harness.core.prompts import sentence_limit
 from harness.core.reference_prompts import sentences_words
 from judges.rubric import rubric_items as rubric_item_list
-from judges.rubric import sentence_limit
 
 RUBRIC_VERBS = {"table": "Correctly illustrates", "items": "Contains"}
 

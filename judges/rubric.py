@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
 from harness.core.names import names_skill
+from harness.core.prompts import sentence_limit
 
 RUBRIC_KINDS = ("skill", "topic", "sense", "sentences")
 SKILL_KIND, *OTHER_KINDS = RUBRIC_KINDS
@@ -76,13 +77,6 @@ class RubricItem:
         if self.kind == "sense":
             return f"text {self.label}"
         return self.label
-
-
-def sentence_limit(k: int) -> int:
-    """The most sentences an answer for k skills may have."""
-    if k < 1:
-        raise HarnessError(f"k must be at least 1 (got {k}); a combination needs one skill or more")
-    return max(1, k - 1)
 
 
 def sentence_point(sentences: int, k: int) -> float:

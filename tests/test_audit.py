@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from harness.cli.data import data
 from harness.core.audit import HeldoutTerms, audit_dataset, heldout_tasks
 from harness.core.errors import HarnessError
+from harness.core.prompts import render_student_turn1
 from harness.core.registry import load_registry
-from harness.prompts import render_student_turn1
 
 TEXT = "The harbour master checked the tide table before dawn."
 

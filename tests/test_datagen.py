@@ -23,9 +23,9 @@ from scripted_server import ScriptedServer
 from harness.cli.data import generate_data
 from harness.core.audit import audit_dataset, heldout_tasks
 from harness.core.errors import HarnessError
+from harness.core.prompts import render_student_turn1
 from harness.core.registry import load_registry
 from harness.datagen import KEPT, REJECTED, UNSCORED, KeepRule, answer_verdict, parse_ks
-from harness.prompts import render_student_turn1
 from judges.rubric import Score
 from trainers.dataset import load_conversations
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.core.prompts import extract_answer, render_student_turn1, render_student_turn2
 from harness.core.registry import Task, load_registry
 from harness.core.sampling import Combination
 from harness.core.taskfile import BUILTIN_TASKS_DIR
-from harness.prompts import extract_answer, render_student_turn1, render_student_turn2
 from judges.grader import BEGIN_MARKER, END_MARKER, render_grading_prompt
 
 DATA = Path(__file__).resolve().parent / "data"

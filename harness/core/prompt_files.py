@@ -3,7 +3,7 @@
 Templates are ``string.Template`` files in ``tasks/prompts/<version>/`` (or a
 user's directory). A published version is never edited: a changed prompt is a
 new version directory, so a recorded run can always be re-rendered. Student
-prompts (harness.prompts) and grading prompts (judges.grader) both render
+prompts (harness.core.prompts) and grading prompts (judges.grader) both render
 through here.
 """
 

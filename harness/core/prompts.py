@@ -1,18 +1,21 @@
-"""Render the two student turns from a task's prompt templates, and read the answer back.
+"""The student's side of the protocol: render the two turns from a task's prompt templates,
+the sentence limit they ask for, and reading the answer back out of a reply.
 
 Grading prompts are rendered by the judge layer (judges.grader); both go
-through harness.core.prompt_files.
+through harness.core.prompt_files. The training data generators (harness.datagen,
+trainers.demo_data) render requests through here too, so a fine-tuned student
+sees exactly the requests it is evaluated on.
 """
 
 from __future__ import annotations
 
 import re
 
+from harness.core.errors import HarnessError
 from harness.core.prompt_files import plural, render
 from harness.core.reference_prompts import reference_fields
 from harness.core.registry import Task
 from harness.core.sampling import Combination
-from judges.rubric import sentence_limit
 
 _ANSWER = re.compile(r"\banswer\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?", re.IGNORECASE)
 # "Explanation" ends the answer when it opens a line or is followed by a colon; a bare
@@ -21,6 +24,13 @@ _EXPLANATION = re.compile(
     r"(?:^[ \t>#*_]*explanation\b)|(?:[*_]*\bexplanation\s*(?:\*\*|__)?\s*:)",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+def sentence_limit(k: int) -> int:
+    """The most sentences an answer for k skills may have: max(1, k - 1)."""
+    if k < 1:
+        raise HarnessError(f"k must be at least 1 (got {k}); a combination needs one skill or more")
+    return max(1, k - 1)
 
 
 def render_student_turn1(task: Task, combination: Combination) -> str:
