@@ -65,7 +65,8 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
 
     The teacher only sees training skills and training topics. An answer is kept
     when every judge's points, combined over grading runs under the scoring profile
-    (sentence count and name penalty applied), reach the threshold, full marks by default; unscored answers are
+    (sentence count applied, and the name penalty unless the profile or --no-name-penalty
+    turns it off), reach the threshold, full marks by default; unscored answers are
     never kept, and kept texts naming a held-out skill or topic are dropped.
     Each row is the generation request (user) and "Answer: TEXT" (assistant),
     with its k, so training can select D(1), D(1,2) or D(1,2,3) with data.k.
