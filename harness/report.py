@@ -1,4 +1,4 @@
-"""Reports of scored runs: a terminal table, results.json, report.md and a plot.
+"""Reports of scored runs: a terminal table, results.json, report.md, a plot, and report.html (harness.report_html).
 
 Every report names the scoring profile it was scored under (harness.scoring).
 """
@@ -15,6 +15,8 @@ from tabulate import tabulate
 
 from harness.core.stats import MetricValue
 from harness.core.store import RunStore
+from harness.report_data import RunView, run_view
+from harness.report_html import HTML_NAME, write_html
 from harness.scoring import ScoringProfile, TaskResult, score_store, scoring_profile
 
 METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
@@ -198,10 +200,25 @@ def run_meta(store: RunStore, run_dir: Path, profile: ScoringProfile) -> dict[st
     }  # fmt: skip
 
 
-def report_run(store: RunStore, run_dir: Path, profile: ScoringProfile | None = None) -> list[TaskResult]:
+def report_run(
+    store: RunStore, run_dir: Path, profile: ScoringProfile | None = None, *, human: Path | None = None
+) -> list[TaskResult]:
     """Score the run from its store under ``profile`` (default: the default profile) and write
-    results.json, report.md and report.png into ``run_dir``."""
+    results.json, report.md, report.png and report.html into ``run_dir``."""
+    return list(report_run_view(store, run_dir, profile, human=human).results)
+
+
+def report_run_view(
+    store: RunStore, run_dir: Path, profile: ScoringProfile | None = None, *, human: Path | None = None
+) -> RunView:
+    """``report_run``, returning what report.html shows, so that several runs can share one page.
+
+    ``human``: a filled label sheet whose labels join the judges in the agreement section.
+    """
     profile = profile or scoring_profile()
     results = score_store(store, profile)
-    write_reports(run_dir, results, run_meta(store, run_dir, profile))
-    return results
+    meta = run_meta(store, run_dir, profile)
+    write_reports(run_dir, results, meta)
+    view = run_view(store, run_dir, results, meta, profile=profile, human=human)
+    write_html(Path(run_dir) / HTML_NAME, [view])
+    return view

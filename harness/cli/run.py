@@ -15,9 +15,11 @@ from harness.cli.options import (
     registry_from,
     scoring_options,
 )
+from harness.core.errors import HarnessError
 from harness.core.store import RunStore
 from harness.evaluation import default_out, resolve_tasks
-from harness.report import comparison_table, report_run, terminal_table
+from harness.report import comparison_table, report_run, report_run_view, terminal_table
+from harness.report_html import HTML_NAME, distinct_names, write_html
 
 
 @click.command()
@@ -47,29 +49,39 @@ def run(task_names, students, out, combinations, tasks_dir, skills_file, topics_
     finally:
         store.close()
     click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}], profile.describe()))
-    click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}", err=True)
+    click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}, {out / HTML_NAME}", err=True)
 
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
 @scoring_options
-def report(run_dirs, **options) -> None:
+@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also write one HTML report of all the RUNs side by side to FILE.")
+@click.option("--human", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="SHEET",
+              help="A filled label sheet (`harness labels export`): its labels join the judges in report.html's "
+                   "agreement section. One RUN only.")
+def report(run_dirs, html_file, human, **options) -> None:  # fmt: skip
     """Re-score finished runs from their stores and re-render their reports (no model call).
 
-    Several runs are compared side by side. Each run's results.json and report.md are
-    rewritten under the scoring options given here.
+    Several runs are compared side by side. Each RUN gets results.json, report.md,
+    report.png and report.html again, under the scoring options given here.
     """
+    if human is not None and len(run_dirs) > 1:
+        raise HarnessError("--human labels belong to one run; give one RUN with --human")
     profile = pop_scoring(options)
-    scored = []
+    views = []
     for run_dir in run_dirs:
         store = RunStore(run_dir, create=False)
         try:
-            scored.append((str(run_dir), report_run(store, Path(run_dir), profile)))
+            views.append(report_run_view(store, Path(run_dir), profile, human=human))
         finally:
             store.close()
+    scored = [(str(run_dir), list(view.results)) for run_dir, view in zip(run_dirs, views, strict=True)]
     if len(scored) == 1:
         click.echo(terminal_table(scored[0][1], profile.describe()))
     else:
         click.echo(comparison_table(scored))
         click.echo("FM: ratio of full marks, AS: ratio of all skills, SF: skill fraction; n: scored combinations")
         click.echo(f"scoring: {profile.describe()}")
+    if html_file is not None:
+        click.echo(f"report: {write_html(html_file, distinct_names(views))}", err=True)
