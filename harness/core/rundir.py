@@ -133,8 +133,9 @@ def _read_all(fd: int) -> str:
         return ""
 
 
-# What a directory may hold without being a run: what a start that failed leaves there.
-_OWN_ENTRIES = {STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", LOCK_NAME, "logs"}
+# What a directory may hold without being a run: what a start that failed leaves there
+# (server logs, and the prompts that --prompts-from converts before the run starts).
+_OWN_ENTRIES = {STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", LOCK_NAME, "logs", "prompts"}
 
 
 def check_run_directory(run_dir: Path, *, force: bool = False) -> None:

@@ -29,7 +29,7 @@ from harness.core.errors import HarnessError, database_error
 from harness.core.models import Model
 from harness.core.rundir import STORE_NAME, RunLock, check_not_a_file, make_dirs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,19 +49,21 @@ CREATE TABLE IF NOT EXISTS grades (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     judge TEXT NOT NULL, grading_run INTEGER NOT NULL, style TEXT NOT NULL, prompt TEXT NOT NULL,
     reply TEXT NOT NULL, attempts INTEGER NOT NULL, points TEXT NOT NULL, usable INTEGER NOT NULL,
-    created REAL NOT NULL, sampling TEXT,
+    created REAL NOT NULL, sampling TEXT, reference TEXT,
     PRIMARY KEY (task, combination, student, generation_round, judge, grading_run));
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, command TEXT NOT NULL, versions TEXT NOT NULL,
     settings TEXT NOT NULL);
 """
-# Stores of schema 1 lack the sampling and kind columns and the sessions table; they are upgraded in place.
+# Older stores are upgraded in place, one schema step after the other: schema 1 lacks the sampling
+# and kind columns and the sessions table (created by SCHEMA), schema 2 the grades' reference column.
 _UPGRADES = {
     1: [
         "ALTER TABLE generations ADD COLUMN sampling TEXT",
         "ALTER TABLE grades ADD COLUMN sampling TEXT",
         "ALTER TABLE models ADD COLUMN kind TEXT",
-    ]
+    ],
+    2: ["ALTER TABLE grades ADD COLUMN reference TEXT"],
 }
 
 
@@ -88,6 +90,28 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class ReferenceGrade:
+    """What the SKILL-MIX reference code's grading row said about a grade (imported trees only).
+
+    ``points`` is what the reference's aggregation reads from the row's ``points_0`` cell:
+    its values in order, or none when the cell is empty or when every cell of the file
+    holds at most one value (pandas then reads the column as numbers, and the reference
+    treats a number as no points). ``sentence_point`` is its ``true_sentence_lim_pt_0``.
+    """
+
+    points_0: str
+    points: tuple[float, ...]
+    sentence_point: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points_0": self.points_0, "points": list(self.points), "sentence_point": self.sentence_point}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceGrade:
+        return cls(data["points_0"], tuple(float(value) for value in data["points"]), data["sentence_point"])
+
+
+@dataclass(frozen=True)
 class Grade:
     key: AnswerKey
     judge: str
@@ -99,6 +123,7 @@ class Grade:
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
     sampling: Mapping[str, Any] | None = None  # what the last ask sent; None for imported rows
+    reference: ReferenceGrade | None = None  # the reference code's own reading; imported rows only
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -117,6 +142,8 @@ _DAMAGED_FIX = (
     "Restore it from a copy, or run into a new --out directory (with the response cache on, replies already "
     "fetched are not asked again)"
 )
+
+
 def _schema_version(db: sqlite3.Connection) -> int | None:
     if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
         return None
@@ -190,8 +217,9 @@ class RunStore:
             version = _schema_version(db)
             if version is not None and version > SCHEMA_VERSION:
                 raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
-            for statement in _UPGRADES.get(version or SCHEMA_VERSION, []):
-                db.execute(statement)
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in _UPGRADES.get(step, []):
+                    db.execute(statement)
             db.executescript(SCHEMA)
             if version != SCHEMA_VERSION:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
@@ -408,10 +436,12 @@ class RunStore:
     def add_grade(self, grade: Grade) -> None:
         self._execute(
             "INSERT INTO grades (task, combination, student, generation_round, judge, grading_run, style, prompt, "
-            "reply, attempts, points, usable, created, sampling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reply, attempts, points, usable, created, sampling, reference) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *grade.key, grade.judge, grade.grading_run, grade.style, grade.prompt, grade.reply, grade.attempts,
                 json.dumps(list(grade.points)), int(grade.usable), time.time(), _encode(grade.sampling),
+                None if grade.reference is None else _encode(grade.reference.to_dict()),
             ),
         )  # fmt: skip
 
@@ -425,11 +455,13 @@ class RunStore:
 
     def grades(self, task: str | None = None) -> Iterator[Grade]:
         query = "SELECT task, combination, student, generation_round, judge, grading_run, style, prompt, reply, " \
-                "attempts, points, usable, sampling FROM grades"  # fmt: skip
+                "attempts, points, usable, sampling, reference FROM grades"  # fmt: skip
         rows = self._rows(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
+            reference = _decode(row[13])
             yield Grade(AnswerKey(*row[:4]), *row[4:10], points=tuple(json.loads(row[10])), usable=bool(row[11]),
-                        sampling=_decode(row[12]))  # fmt: skip
+                        sampling=_decode(row[12]),
+                        reference=None if reference is None else ReferenceGrade.from_dict(reference))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
         return {AnswerKey(*row) for row in self._rows("SELECT task, combination, student, generation_round FROM generations")}
