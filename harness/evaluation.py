@@ -21,11 +21,13 @@ from typing import Any
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
 from harness.core.client import ClientStats
-from harness.core.connect import connect, ensure_default_model, with_identity
+from harness.core.connect import check_credentials, connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
+from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
-from harness.core.store import RunStore
+from harness.core.rundir import check_run_directory
+from harness.core.store import STORE_NAME, RunStore
 from harness.core.vllm import ServingOptions
 from harness.runner import Plan, Runner, plan_work
 from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
@@ -55,6 +57,7 @@ class Evaluation:
     use_cache: bool = True
     request_seeds: bool | None = None  # None: on when this machine has a GPU (harness.core.connect.wants_seeds)
     accept_changes: bool = False  # go on with settings that differ from the run's recorded ones
+    force: bool = False  # run in a directory that holds other files than a run
 
     def __post_init__(self) -> None:
         names = [model.name for model in self.students] + [judge.name for judge in self.judges]
@@ -86,8 +89,17 @@ class Evaluation:
         }  # fmt: skip
 
     def open_store(self) -> RunStore:
-        """The run's store, with tasks, local model identities and settings recorded (or checked on resume)."""
-        store = RunStore(self.out)
+        """The run's store, locked for this process, with tasks, local model identities and settings
+        recorded (or checked on resume).
+
+        Everything that can be checked without a server is checked before anything is written, and
+        a store this call creates is removed again when a check fails, so a refused start leaves
+        nothing behind; a failure later, before any work, is undone by ``RunStore.abandon``.
+        """
+        check_run_directory(self.out, force=self.force)
+        if not (self.out / STORE_NAME).is_file():
+            check_credentials([*self.students, *(judge.model for judge in self.judges)])
+        store = RunStore(self.out, exclusive=True)
         try:
             if store.get_meta("created") is None:
                 store.set_meta("created", time.time())
@@ -100,9 +112,23 @@ class Evaluation:
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
         except BaseException:
-            store.close()
+            store.abandon()
             raise
         return store
+
+    def sampling_warnings(self) -> list[str]:
+        """Judges whose grading runs would be copies: greedy sampling with more than one run per answer."""
+        warnings = []
+        for judge in self.judges:
+            tasks = [task.name for task in self.tasks
+                     if task.grading_runs > 1 and judge.sampling_for(task.judge_sampling).get("temperature") == 0]  # fmt: skip
+            if tasks:
+                warnings.append(
+                    f"judge {judge.name} samples at temperature 0 for {', '.join(tasks)}, which grade each answer "
+                    "several times: its grading runs will be copies and the vote decides nothing. Judges sample at "
+                    "the task's judge temperature (0.7) unless a judge file overrides it"
+                )
+        return warnings
 
     def plan(self, store: RunStore) -> Plan:
         return plan_work(store, self.tasks, [m.name for m in self.students], [j.name for j in self.judges])
@@ -113,6 +139,8 @@ class Evaluation:
         A plan with nothing to do starts no server and makes no call.
         """
         events = events or Events()
+        for warning in self.sampling_warnings():
+            events.warning(warning)
         plan = self.plan(store)
         events.planned(plan)
         if plan.empty:
@@ -122,10 +150,11 @@ class Evaluation:
         for model in students:
             if model.is_local and (warning := chat_template_warning(model.path, model.vllm_args)):
                 events.warning(warning)
-        cache = ResponseCache(self.cache_path) if self.use_cache else None
         models = [*students, *(judge.model for judge in judges)]
         working = False
+        cache = None
         try:
+            cache = ResponseCache(self.cache_path) if self.use_cache else None
             with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
                 for client in clients.values():
                     store.record_model(client.model)
@@ -193,6 +222,13 @@ def resolve_tasks(registry: Registry, names: Sequence[str], combinations: int | 
             task = replace(task, n_combinations=combinations)
         tasks.append(task)
     return tasks
+
+
+def with_reference_prompts(tasks: Sequence[Task], source: Path, out: Path) -> list[Task]:
+    """The tasks with their prompts taken from a copy of the reference's prompts/ directory
+    (harness.core.reference_prompts), converted into ``out/prompts/``."""
+    version, directory = import_reference_prompts(source, Path(out) / "prompts")
+    return [replace(task, prompt_version=version, prompt_dir=directory) for task in tasks]
 
 
 def resolve_students(texts: Sequence[str], role: str = "student", vllm_args: Sequence[str] = (),
