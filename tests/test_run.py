@@ -267,3 +267,23 @@ def test_constrained_openai_judge_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="judge gpt-4o is on the OpenAI API, which takes no regex"):
         invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--constrained-judges",
                "--student", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "y"))  # fmt: skip
+
+
+def test_run_keeps_every_conversation_in_flight_up_to_the_endpoint_limit(tmp_path: Path, cache: str) -> None:
+    # The servers hold each request until 12 are in flight together (or 2 s pass): a runner that
+    # sends all 12 conversations at once is released at once and seen at 12; one that awaits one
+    # request at a time is seen at 1.
+    combinations = ("--combinations", "12")
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        s.hold_until = j.hold_until = 12
+        result = invoke("run", "skillmix-small-k2-all", *combinations, "--out", str(tmp_path / "all"), "--no-cache",
+                        "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (len(s.requests), len(j.requests)) == (24, 12)
+        assert (s.max_in_flight, j.max_in_flight) == (12, 12)  # turn 1, turn 2 and the grading runs in waves of 12
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        s.hold_until = j.hold_until = 4
+        result = invoke("run", "skillmix-small-k2-all", *combinations, "--out", str(tmp_path / "limited"), "--no-cache",
+                        "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url, "--max-concurrency", "4")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (s.max_in_flight, j.max_in_flight) == (4, 4)  # the per-endpoint limit, reached and never passed
