@@ -7,6 +7,9 @@ model client decide how many requests are really in flight, so a vLLM server
 always has a full batch to work on. Each finished conversation and each
 finished grading run is written to the run store straight away, so a killed
 run resumes where it stopped.
+
+With cache-only clients (harness.core.client.CacheMiss), a conversation or
+grading run that the cache cannot answer is left undone: a later plan holds it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.core.client import ModelClient
+from harness.core.client import CacheMiss, ModelClient
 from harness.core.prompts import extract_answer, render_student_turn1, render_student_turn2
 from harness.core.registry import Task
 from harness.core.sampling import Combination
@@ -112,6 +115,7 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
         answer_marked=answer is not None,
         finish_reason=second.finish_reason,
         sampling={"turn1": client.sent_sampling(first_sampling), "turn2": client.sent_sampling(second_sampling)},
+        output_tokens=(first.output_tokens, second.output_tokens),
     )
 
 
@@ -145,14 +149,20 @@ class Runner:
         self, conversation: Conversation, generation: Generation | None, grading: list[tuple[str, int]]
     ) -> None:
         if generation is None:
-            generation = await generate(self.students[conversation.student], conversation)
+            try:
+                generation = await generate(self.students[conversation.student], conversation)
+            except CacheMiss:
+                return
             self.store.add_generation(generation)
             self.on_generated()
         await asyncio.gather(*(self._grade(conversation, generation, judge, run) for judge, run in grading))
 
     async def _grade(self, conversation: Conversation, generation: Generation, judge: str, grading_run: int) -> None:
-        grade = await self.graders[judge].grade(
-            conversation.task, conversation.combination, generation.answer, generation.key, grading_run
-        )
+        try:
+            grade = await self.graders[judge].grade(
+                conversation.task, conversation.combination, generation.answer, generation.key, grading_run
+            )
+        except CacheMiss:
+            return
         self.store.add_grade(grade)
         self.on_graded()

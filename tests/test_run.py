@@ -193,7 +193,7 @@ def test_a_resume_with_other_settings_is_refused_unless_accepted(tmp_path: Path,
     assert store.get_meta("evaluation")["judges"]["jud"]["style"] is None
 
 
-def test_every_generation_and_grade_stores_the_sampling_it_sent(tmp_path: Path, cache: str) -> None:
+def test_every_generation_and_grade_stores_the_sampling_it_sent_and_the_tokens_it_got(tmp_path: Path, cache: str) -> None:
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
         assert run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
     store = RunStore(tmp_path / "run", create=False)
@@ -206,6 +206,9 @@ def test_every_generation_and_grade_stores_the_sampling_it_sent(tmp_path: Path, 
     sent_to_student = [{key: body[key] for key in ("temperature", "max_tokens", "top_p")} for _, body in s.requests]
     for generation in store.generations():
         assert generation.sampling["turn1"] in sent_to_student and generation.sampling["turn2"] in sent_to_student
+        # and the tokens each turn generated, as the server counted them (here: words)
+        assert generation.output_tokens == (len(ANSWER.split()), len(ANSWER.split()))
+    assert all(grade.output_tokens == (len(grade.reply.split()),) for grade in grades)
 
 
 def test_a_grading_style_no_judge_offers_is_refused_before_any_call(tmp_path: Path, cache: str) -> None:
@@ -287,3 +290,46 @@ def test_run_keeps_every_conversation_in_flight_up_to_the_endpoint_limit(tmp_pat
                         "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url, "--max-concurrency", "4")  # fmt: skip
         assert result.exit_code == 0, result.output
         assert (s.max_in_flight, j.max_in_flight) == (4, 4)  # the per-endpoint limit, reached and never passed
+
+
+def test_a_run_the_cache_answers_serves_nothing_and_a_partly_cached_one_serves_only_what_missed(
+    tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.evaluation
+
+    served: list[list[str]] = []  # the models each call of connect() served or attached to
+
+    def recording_connect(models, *args, **kwargs):
+        served.append(sorted(model.name for model in models))
+        return real_connect(models, *args, **kwargs)
+
+    real_connect = harness.evaluation.connect
+    monkeypatch.setattr(harness.evaluation, "connect", recording_connect)
+    with (
+        ScriptedServer(responder=student) as s,
+        ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j,
+        ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as k,
+    ):
+        stu, jud, other = f"stu={s.endpoint.base_url}", f"jud={j.endpoint.base_url}", f"other={k.endpoint.base_url}"
+        assert run_task(tmp_path / "first", cache, stu, jud).exit_code == 0
+        assert served == [["jud", "stu"]] and (len(s.requests), len(j.requests)) == (10, 5)
+
+        # A new run directory, the same cache: every answer and grade comes from the cache.
+        again = run_task(tmp_path / "second", cache, stu, jud)
+        assert again.exit_code == 0, again.output
+        assert served == [["jud", "stu"]], "a fully cached run connected to a model"
+        assert (len(s.requests), len(j.requests)) == (10, 5)
+        assert "from the response cache: 5 answers, 5 grading runs" in again.output
+        assert "no server started" in again.output
+        assert results(tmp_path / "second")[0]["metrics"] == results(tmp_path / "first")[0]["metrics"]
+        store = RunStore(tmp_path / "second", create=False)
+        assert store.counts() == {"combinations": 5, "generations": 5, "grades": 5}
+        assert {model.name for model in store.models()} == {"stu", "jud"}
+
+        # Another judge: the answers come from the cache; only the new judge is connected and asked.
+        partial = run_task(tmp_path / "third", cache, stu, other)
+        assert partial.exit_code == 0, partial.output
+        assert served[1:] == [["other"]]
+        assert (len(s.requests), len(j.requests), len(k.requests)) == (10, 5, 5)
+        assert "from the response cache: 5 answers, 0 grading runs" in partial.output
+    assert results(tmp_path / "third")[0]["metrics"]["skill_fraction"]["value"] == 0.5

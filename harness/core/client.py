@@ -7,6 +7,10 @@ endpoint, through that endpoint's semaphore (the only concurrency limit in the
 project), with a timeout, and with retries on connection errors, timeouts,
 429 and 5xx, backing off exponentially with full jitter and honouring
 Retry-After.
+
+A cache-only client (``cache_only=True``) needs no server: it answers from the
+cache or raises ``CacheMiss``, so a run can take everything the cache holds
+before it decides which servers it still needs.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Reply:
     text: str
     finish_reason: str | None
     cached: bool
+    output_tokens: int | None = None  # what the server generated; None from the cache or when it does not say
 
 
 @dataclass
@@ -71,6 +76,10 @@ def _retry_after(error: Exception) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+class CacheMiss(Exception):
+    """A cache-only client was asked for a reply that its cache does not hold."""
+
+
 @dataclass
 class _EndpointState:
     endpoint: Endpoint
@@ -89,11 +98,16 @@ class ClientStats:
 class ModelClient:
     """Cached, rate-limited, retrying chat completions for one connected `Model`."""
 
-    def __init__(self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None):
-        if not model.endpoints or model.identity is None:
+    def __init__(
+        self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None, *, cache_only: bool = False
+    ):
+        if model.identity is None or not (model.endpoints or cache_only):
             raise HarnessError(f"the {model.role} model {model.name} is not connected (no endpoint or identity)")
+        if cache_only and cache is None:
+            raise ValueError("a cache-only client needs a cache")
         self.model = model
         self.cache = cache
+        self.cache_only = cache_only
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
         self._states: list[_EndpointState] | None = None
@@ -144,15 +158,18 @@ class ModelClient:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return Reply(text=hit.text, finish_reason=hit.finish_reason, cached=True)
+        if self.cache_only:
+            raise CacheMiss(self.model.name)
         extra_body = {"structured_outputs": {"regex": regex}} if regex else None
-        text, finish_reason = await self._call_with_retries(messages, sampling, extra_body)
+        text, finish_reason, output_tokens = await self._call_with_retries(messages, sampling, extra_body)
         if self.cache is not None:
             self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
-        return Reply(text=text, finish_reason=finish_reason, cached=False)
+        return Reply(text=text, finish_reason=finish_reason, cached=False, output_tokens=output_tokens)
 
     async def _call_with_retries(
         self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, int | None]:
+        """(text, finish reason, output tokens) of one completion, retried as the module docstring says."""
         attempt = 0
         while True:
             state = min(self._endpoint_states(), key=lambda s: s.in_flight)
@@ -164,7 +181,8 @@ class ModelClient:
                         model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
                     )
                 choice = completion.choices[0]
-                return choice.message.content or "", choice.finish_reason
+                usage = completion.usage
+                return choice.message.content or "", choice.finish_reason, usage.completion_tokens if usage else None
             except RETRYABLE as error:
                 if attempt >= self.policy.max_retries:
                     raise HarnessError(

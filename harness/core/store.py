@@ -5,7 +5,8 @@ transaction when it completes, under a primary key that names exactly what it
 is (task, combination, student, generation round[, judge, grading run]). A run
 killed at any moment therefore resumes by skipping the rows that exist: no
 record is lost beyond the requests in flight (whose replies the response cache
-usually still holds), and none can be written twice.
+usually still holds), and none can be written twice. A row keeps the sampling
+it sent and how many tokens each reply took (what `harness bench` replays).
 
 Besides the work rows the store keeps what is needed to resume faithfully: each
 task's resolved configuration and combinations, each model's identity, the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from harness.core.errors import HarnessError
 from harness.core.models import Model
 
 STORE_NAME = "run.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,25 +43,30 @@ CREATE TABLE IF NOT EXISTS generations (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     turn1_prompt TEXT NOT NULL, turn1_reply TEXT NOT NULL, turn2_prompt TEXT NOT NULL, turn2_reply TEXT NOT NULL,
     answer TEXT NOT NULL, answer_marked INTEGER NOT NULL, finish_reason TEXT, created REAL NOT NULL,
-    sampling TEXT,
+    sampling TEXT, output_tokens TEXT,
     PRIMARY KEY (task, combination, student, generation_round));
 CREATE TABLE IF NOT EXISTS grades (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     judge TEXT NOT NULL, grading_run INTEGER NOT NULL, style TEXT NOT NULL, prompt TEXT NOT NULL,
     reply TEXT NOT NULL, attempts INTEGER NOT NULL, points TEXT NOT NULL, usable INTEGER NOT NULL,
-    created REAL NOT NULL, sampling TEXT,
+    created REAL NOT NULL, sampling TEXT, output_tokens TEXT,
     PRIMARY KEY (task, combination, student, generation_round, judge, grading_run));
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, command TEXT NOT NULL, versions TEXT NOT NULL,
     settings TEXT NOT NULL);
 """
-# Stores of schema 1 lack the sampling and kind columns and the sessions table; they are upgraded in place.
+# Older stores are upgraded in place, one schema step after the other: schema 1 lacks the sampling
+# and kind columns and the sessions table (created by SCHEMA), schema 2 the output token counts.
 _UPGRADES = {
     1: [
         "ALTER TABLE generations ADD COLUMN sampling TEXT",
         "ALTER TABLE grades ADD COLUMN sampling TEXT",
         "ALTER TABLE models ADD COLUMN kind TEXT",
-    ]
+    ],
+    2: [
+        "ALTER TABLE generations ADD COLUMN output_tokens TEXT",
+        "ALTER TABLE grades ADD COLUMN output_tokens TEXT",
+    ],
 }
 
 
@@ -84,6 +90,8 @@ class Generation:
     answer_marked: bool  # False when the reply had no `Answer:` and the whole reply is graded
     finish_reason: str | None
     sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None for imported rows
+    # Tokens the server generated for (turn 1, turn 2); None where a reply came from the cache or an import.
+    output_tokens: tuple[int | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class Grade:
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
     sampling: Mapping[str, Any] | None = None  # what the last ask sent; None for imported rows
+    output_tokens: tuple[int | None, ...] | None = None  # tokens generated per ask, as for Generation
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -126,8 +135,9 @@ class RunStore:
         version = self._schema_version()
         if version is not None and version > SCHEMA_VERSION:
             raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
-        for statement in _UPGRADES.get(version or SCHEMA_VERSION, []):
-            self._db.execute(statement)
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            for statement in _UPGRADES.get(step, []):
+                self._db.execute(statement)
         self._db.executescript(SCHEMA)
         if version != SCHEMA_VERSION:
             self.set_meta("schema_version", SCHEMA_VERSION)
@@ -259,41 +269,43 @@ class RunStore:
     def add_generation(self, generation: Generation) -> None:
         self._db.execute(
             "INSERT INTO generations (task, combination, student, generation_round, turn1_prompt, turn1_reply, "
-            "turn2_prompt, turn2_reply, answer, answer_marked, finish_reason, created, sampling) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "turn2_prompt, turn2_reply, answer, answer_marked, finish_reason, created, sampling, output_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *generation.key,
                 generation.turn1_prompt, generation.turn1_reply, generation.turn2_prompt, generation.turn2_reply,
                 generation.answer, int(generation.answer_marked), generation.finish_reason, time.time(),
-                _encode(generation.sampling),
+                _encode(generation.sampling), _encode_tokens(generation.output_tokens),
             ),
         )  # fmt: skip
 
     def add_grade(self, grade: Grade) -> None:
         self._db.execute(
             "INSERT INTO grades (task, combination, student, generation_round, judge, grading_run, style, prompt, "
-            "reply, attempts, points, usable, created, sampling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reply, attempts, points, usable, created, sampling, output_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *grade.key, grade.judge, grade.grading_run, grade.style, grade.prompt, grade.reply, grade.attempts,
                 json.dumps(list(grade.points)), int(grade.usable), time.time(), _encode(grade.sampling),
+                _encode_tokens(grade.output_tokens),
             ),
         )  # fmt: skip
 
     def generations(self, task: str | None = None) -> Iterator[Generation]:
         query = "SELECT task, combination, student, generation_round, turn1_prompt, turn1_reply, turn2_prompt, " \
-                "turn2_reply, answer, answer_marked, finish_reason, sampling FROM generations"  # fmt: skip
+                "turn2_reply, answer, answer_marked, finish_reason, sampling, output_tokens FROM generations"  # fmt: skip
         rows = self._db.execute(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             yield Generation(AnswerKey(*row[:4]), *row[4:9], answer_marked=bool(row[9]), finish_reason=row[10],
-                             sampling=_decode(row[11]))  # fmt: skip
+                             sampling=_decode(row[11]), output_tokens=_decode_tokens(row[12]))  # fmt: skip
 
     def grades(self, task: str | None = None) -> Iterator[Grade]:
         query = "SELECT task, combination, student, generation_round, judge, grading_run, style, prompt, reply, " \
-                "attempts, points, usable, sampling FROM grades"  # fmt: skip
+                "attempts, points, usable, sampling, output_tokens FROM grades"  # fmt: skip
         rows = self._db.execute(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             yield Grade(AnswerKey(*row[:4]), *row[4:10], points=tuple(json.loads(row[10])), usable=bool(row[11]),
-                        sampling=_decode(row[12]))  # fmt: skip
+                        sampling=_decode(row[12]), output_tokens=_decode_tokens(row[13]))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
         return {AnswerKey(*row) for row in self._db.execute("SELECT task, combination, student, generation_round FROM generations")}
@@ -315,6 +327,14 @@ def _encode(value: Mapping[str, Any] | None) -> str | None:
 
 def _decode(text: str | None) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
+
+
+def _encode_tokens(counts: Sequence[int | None] | None) -> str | None:
+    return None if counts is None else json.dumps(list(counts))
+
+
+def _decode_tokens(text: str | None) -> tuple[int | None, ...] | None:
+    return None if text is None else tuple(json.loads(text))
 
 
 class _Transaction:
