@@ -29,6 +29,7 @@ in judges.styles.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,7 +144,12 @@ def _phrase(words: Sequence[str]) -> re.Pattern[str]:
     )
 
 
-def _aliases(items: Sequence[RubricItem]) -> list[_Alias]:
+def _aliases(items: Sequence[RubricItem]) -> tuple[_Alias, ...]:
+    return _rubric_aliases(tuple(items))
+
+
+@functools.lru_cache(maxsize=1024)  # a run grades each rubric many times
+def _rubric_aliases(items: tuple[RubricItem, ...]) -> tuple[_Alias, ...]:
     aliases: list[_Alias] = []
     for index, item in enumerate(items):
         if item.kind == "skill":
@@ -166,7 +172,7 @@ def _aliases(items: Sequence[RubricItem]) -> list[_Alias]:
         for text, weak in phrases:
             if words := _words(text):
                 aliases.append(_Alias(index, _phrase(words), weak))
-    return aliases
+    return tuple(aliases)
 
 
 def _mentions(folded: str, aliases: Sequence[_Alias], start: int = 0, end: int | None = None) -> list[_Mention]:
