@@ -2,9 +2,11 @@
 
 One *conversation* is (task, combination, student, generation round): two
 student turns, then every grading run of every judge on the extracted answer.
-All conversations are started at once; the per-endpoint semaphores in the
-model client decide how many requests are really in flight, so a vLLM server
-always has a full batch to work on. Each finished conversation and each
+All conversations are started at once; the per-endpoint limits in the model
+client decide how many requests are really in flight, so a vLLM server always
+has a full batch to work on. A first turn waits behind every waiting second
+turn (``FIRST_TURN_PRIORITY``): conversations then finish early and their
+grading runs keep the judges busy while the students still work. Each finished conversation and each
 finished grading run is written to the run store straight away, so a killed
 run resumes where it stopped.
 
@@ -24,6 +26,9 @@ from harness.core.registry import Task
 from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Generation, RunStore
 from judges.grader import Grader, request_seed, sampling_params
+
+# Lower goes first among requests waiting for an endpoint; second turns and grading asks use 0.
+FIRST_TURN_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
     first_sampling = sampling_params(task.student_sampling, request_seed(*base, 1))
     second_sampling = sampling_params(task.student_sampling, request_seed(*base, 2))
     messages = [{"role": "user", "content": turn1}]
-    first = await client.chat(messages, first_sampling, conversation.generation_round)
+    first = await client.chat(messages, first_sampling, conversation.generation_round, priority=FIRST_TURN_PRIORITY)
     messages += [{"role": "assistant", "content": first.text}, {"role": "user", "content": turn2}]
     second = await client.chat(messages, second_sampling, conversation.generation_round)
     answer = extract_answer(second.text)

@@ -333,3 +333,18 @@ def test_a_run_the_cache_answers_serves_nothing_and_a_partly_cached_one_serves_o
         assert (len(s.requests), len(j.requests), len(k.requests)) == (10, 5, 5)
         assert "from the response cache: 5 answers, 0 grading runs" in partial.output
     assert results(tmp_path / "third")[0]["metrics"]["skill_fraction"]["value"] == 0.5
+
+
+def test_second_turns_go_before_waiting_first_turns_so_grading_starts_early(tmp_path: Path, cache: str) -> None:
+    # One request in flight per endpoint: the order the student server sees is the runner's choice.
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        result = invoke("run", "skillmix-small-k2-all", "--combinations", "6", "--out", str(tmp_path / "run"),
+                        "--no-cache", "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url,
+                        "--max-concurrency", "1")  # fmt: skip
+        assert result.exit_code == 0, result.output
+    turns = [len(body["messages"]) for _, body in s.requests]  # 1: a first turn, 3: a second turn
+    assert sorted(turns) == [1] * 6 + [3] * 6
+    # First come, first served would send all six first turns before any second turn.
+    assert turns.index(3) < len(turns) - 1 - turns[::-1].index(1)
+    last_first_turn = max(at for at, body in s.requests if len(body["messages"]) == 1)
+    assert min(at for at, _ in j.requests) < last_first_turn  # the judge works while first turns remain

@@ -3,8 +3,9 @@
 A client serves one connected `Model` (harness.core.models): an identity for
 the cache and one or more OpenAI-compatible endpoints (replicas). A call is answered
 from the SQLite cache when it can be; otherwise it goes to the least busy
-endpoint, through that endpoint's semaphore (the only concurrency limit in the
-project), with a timeout, and with retries on connection errors, timeouts,
+endpoint, through that endpoint's limit of requests in flight (the only
+concurrency limit in the project; harness.core.slots lets a call's priority
+decide who goes next), with a timeout, and with retries on connection errors, timeouts,
 429 and 5xx, backing off exponentially with full jitter and honouring
 Retry-After.
 
@@ -27,6 +28,7 @@ import openai
 from harness.core.cache import CachedReply, ResponseCache, cache_key
 from harness.core.errors import HarnessError
 from harness.core.models import Endpoint, Model
+from harness.core.slots import PrioritySlots
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class CacheMiss(Exception):
 @dataclass
 class _EndpointState:
     endpoint: Endpoint
-    semaphore: asyncio.Semaphore
+    slots: PrioritySlots
     client: openai.AsyncOpenAI
     in_flight: int = 0
 
@@ -118,7 +120,7 @@ class ModelClient:
             self._states = [
                 _EndpointState(
                     endpoint=endpoint,
-                    semaphore=asyncio.Semaphore(self.model.concurrency),
+                    slots=PrioritySlots(self.model.concurrency),
                     client=openai.AsyncOpenAI(
                         base_url=endpoint.base_url,
                         api_key=endpoint.api_key,
@@ -151,8 +153,10 @@ class ModelClient:
         sample_index: int = 0,
         *,
         regex: str | None = None,
+        priority: int = 0,
     ) -> Reply:
-        """One chat completion; `regex` constrains the reply (vLLM structured outputs)."""
+        """One chat completion; `regex` constrains the reply (vLLM structured outputs). Among calls
+        waiting for the endpoint, a lower ``priority`` goes first."""
         sampling = self.effective(sampling)
         key = self.key(messages, sampling, sample_index, regex)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
@@ -161,13 +165,17 @@ class ModelClient:
         if self.cache_only:
             raise CacheMiss(self.model.name)
         extra_body = {"structured_outputs": {"regex": regex}} if regex else None
-        text, finish_reason, output_tokens = await self._call_with_retries(messages, sampling, extra_body)
+        text, finish_reason, output_tokens = await self._call_with_retries(messages, sampling, extra_body, priority)
         if self.cache is not None:
             self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
         return Reply(text=text, finish_reason=finish_reason, cached=False, output_tokens=output_tokens)
 
     async def _call_with_retries(
-        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams,
+        extra_body: dict | None = None,
+        priority: int = 0,
     ) -> tuple[str, str | None, int | None]:
         """(text, finish reason, output tokens) of one completion, retried as the module docstring says."""
         attempt = 0
@@ -175,7 +183,7 @@ class ModelClient:
             state = min(self._endpoint_states(), key=lambda s: s.in_flight)
             state.in_flight += 1
             try:
-                async with state.semaphore:
+                async with state.slots.hold(priority):
                     self.stats.requests += 1
                     completion = await state.client.chat.completions.create(
                         model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
