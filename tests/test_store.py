@@ -21,6 +21,8 @@ def _downgrade(run_dir: Path, version: int) -> None:
     """Make the store look as an older harness left it."""
     with sqlite3.connect(run_dir / "run.sqlite") as db:
         dropped = {"generations": ["output_tokens"], "grades": ["output_tokens"], "models": []}
+        if version <= 2:
+            dropped["grades"].append("reference")
         if version == 1:
             dropped["generations"].append("sampling")
             dropped["grades"].append("sampling")
@@ -32,11 +34,11 @@ def _downgrade(run_dir: Path, version: int) -> None:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
 
-def test_a_schema_2_store_gains_the_token_counts_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_schema_3_store_gains_the_token_counts_and_keeps_its_rows(tmp_path: Path) -> None:
     _store_with_one_answer(tmp_path)
-    _downgrade(tmp_path, 2)
+    _downgrade(tmp_path, 3)
     store = RunStore(tmp_path, create=False)
-    assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
+    assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
     (generation,) = store.generations()
     (grade,) = store.grades()
     assert (generation.answer, generation.sampling, generation.output_tokens) == ("answer", {"turn1": {}}, None)
@@ -47,8 +49,11 @@ def test_a_schema_1_store_is_upgraded_step_by_step(tmp_path: Path) -> None:
     _store_with_one_answer(tmp_path)
     _downgrade(tmp_path, 1)
     store = RunStore(tmp_path, create=False)
+    assert store.get_meta("schema_version") == SCHEMA_VERSION
     (generation,) = store.generations()
+    (grade,) = store.grades()
     assert (generation.sampling, generation.output_tokens) == (None, None)
+    assert (grade.sampling, grade.reference, grade.output_tokens) == (None, None, None)
     assert store.sessions() == []
 
 
