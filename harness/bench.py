@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import secrets
 import statistics
 import subprocess
@@ -209,6 +210,7 @@ class HarnessRun:
     command: list[str]
     out: Path
     wall_s: float
+    cpu_s: float  # CPU time of the harness process itself (user + system): what it costs beside the servers
 
 
 def harness_run(
@@ -235,12 +237,15 @@ def harness_run(
         command += ["--max-concurrency", str(max_concurrency)]
     env = {**os.environ, "VLLM_API_KEY": api_key}
     with open(log, "w") as output:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         finished = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if finished.returncode != 0:
         raise HarnessError(f"`harness run` failed with exit code {finished.returncode}; see {log}")
-    return HarnessRun(command, out, wall)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return HarnessRun(command, out, wall, cpu)
 
 
 def _tokens(requests: Sequence[ReplayRequest]) -> int:
@@ -275,6 +280,7 @@ class Repeat:
     ceiling: Measurement
     sequential: Measurement
     load_average_1m: float  # the machine's load when the repeat ended: other work slows every figure
+    harness_cpu_s: float  # CPU time of the `harness run` process
 
     @property
     def harness_over_ceiling(self) -> float:
@@ -294,6 +300,7 @@ class Repeat:
             "harness": self.harness.to_dict(),
             "ceiling": self.ceiling.to_dict(),
             "sequential": self.sequential.to_dict(),
+            "harness_cpu_s": round(self.harness_cpu_s, 2),
             **{ratio: round(getattr(self, ratio), 4) for ratio in RATIOS},
             "load_average_1m": round(self.load_average_1m, 2),
         }
@@ -386,5 +393,5 @@ def run_bench(
         on_step(f"{step}(c) one at a time: {timed} of {len(requests)} requests")
         # Each repeat times another sample, so the range also shows how much the sample matters.
         one_by_one = sequential(requests, endpoints, sequential_sample, seed=index)
-        done.append(Repeat(harness, top, one_by_one, os.getloadavg()[0]))
+        done.append(Repeat(harness, top, one_by_one, os.getloadavg()[0], run.cpu_s))
     return BenchResult(task, combinations, dict(limits), done, command, load_at_start)

@@ -97,6 +97,7 @@ def test_bench_repeats_each_measurement_and_gives_every_ratio_a_median_and_range
         assert (tmp_path / "bench" / f"run-{index}" / "run.sqlite").is_file()
         assert [repeat[name]["requests"] for name in ("harness", "ceiling", "sequential")] == [30, 30, 30]
         assert repeat["sequential"]["timed_requests"] == 3 and repeat["sequential"]["extrapolated"]
+        assert 0 < repeat["harness_cpu_s"] < 600
     for ratio in ("harness_over_ceiling", "sequential_over_harness", "sequential_over_ceiling"):
         low, high = figures[f"{ratio}_range"]
         assert 0 < low <= figures[ratio] <= high, ratio

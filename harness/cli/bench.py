@@ -122,6 +122,8 @@ def _summary(result: BenchResult, out: Path) -> str:
         tabulate(rows, headers=["repeat", "", "wall s", "requests", "requests/s", "output tokens/s"],
                  disable_numparse=True),  # fmt: skip
     ]
+    lines.append("CPU time of the harness process: "
+                 + ", ".join(f"{repeat.harness_cpu_s:.1f} s" for repeat in result.repeats))  # fmt: skip
     if sequential.extrapolated:
         lines.append(f"* {sequential.timed_requests} of {sequential.requests} requests timed one at a time, "
                      "scaled to all")  # fmt: skip
