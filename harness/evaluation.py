@@ -21,12 +21,13 @@ from typing import Any
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
 from harness.core.client import ClientStats, ModelClient
-from harness.core.connect import cache_clients, connect, ensure_default_model, with_identity
+from harness.core.connect import cache_clients, check_credentials, connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
-from harness.core.store import RunStore
+from harness.core.rundir import check_run_directory
+from harness.core.store import STORE_NAME, RunStore
 from harness.core.vllm import ServingOptions
 from harness.runner import Plan, Runner, plan_work
 from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
@@ -57,6 +58,7 @@ class Evaluation:
     use_cache: bool = True
     request_seeds: bool | None = None  # None: on when this machine has a GPU (harness.core.connect.wants_seeds)
     accept_changes: bool = False  # go on with settings that differ from the run's recorded ones
+    force: bool = False  # run in a directory that holds other files than a run
 
     def __post_init__(self) -> None:
         names = [model.name for model in self.students] + [judge.name for judge in self.judges]
@@ -88,8 +90,17 @@ class Evaluation:
         }  # fmt: skip
 
     def open_store(self) -> RunStore:
-        """The run's store, with tasks, local model identities and settings recorded (or checked on resume)."""
-        store = RunStore(self.out)
+        """The run's store, locked for this process, with tasks, local model identities and settings
+        recorded (or checked on resume).
+
+        Everything that can be checked without a server is checked before anything is written, and
+        a store this call creates is removed again when a check fails, so a refused start leaves
+        nothing behind; a failure later, before any work, is undone by ``RunStore.abandon``.
+        """
+        check_run_directory(self.out, force=self.force)
+        if not (self.out / STORE_NAME).is_file():
+            check_credentials([*self.students, *(judge.model for judge in self.judges)])
+        store = RunStore(self.out, exclusive=True)
         try:
             if store.get_meta("created") is None:
                 store.set_meta("created", time.time())
@@ -102,7 +113,7 @@ class Evaluation:
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
         except BaseException:
-            store.close()
+            store.abandon()
             raise
         return store
 
@@ -137,8 +148,10 @@ class Evaluation:
         if plan.empty:
             events.planned(plan)
             return {}
-        cache = ResponseCache(self.cache_path) if self.use_cache else None
+        cache = None
         try:
+            # Inside the try: a damaged cache file is a HarnessError, and the events still finish.
+            cache = ResponseCache(self.cache_path) if self.use_cache else None
             stats: dict[str, ClientStats] = {}
             if cache is not None:
                 stats = self._answer_from_cache(store, plan, cache, events)

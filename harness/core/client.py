@@ -6,8 +6,8 @@ from the SQLite cache when it can be; otherwise it goes to the least busy
 endpoint, through that endpoint's limit of requests in flight (the only
 concurrency limit in the project; harness.core.slots lets a call's priority
 decide who goes next), with a timeout, and with retries on connection errors, timeouts,
-429 and 5xx, backing off exponentially with full jitter and honouring
-Retry-After.
+429 and 5xx, and on bodies that are not chat completions, backing off
+exponentially with full jitter and honouring Retry-After.
 
 A cache-only client (``cache_only=True``) needs no server: it answers from the
 cache or raises ``CacheMiss``, so a run can take everything the cache holds
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,49 @@ def _retry_after(error: Exception) -> float | None:
 
 class CacheMiss(Exception):
     """A cache-only client was asked for a reply that its cache does not hold."""
+
+
+class MalformedReply(ValueError):
+    """A response body that is not a chat completion; retried like a server error, since proxies send those."""
+
+
+def read_completion(body: bytes) -> tuple[str, str | None]:
+    """The reply text and finish reason in a chat-completion response body.
+
+    A missing (null) content is an empty reply; anything that is not a chat completion
+    raises MalformedReply saying what it is.
+    """
+    text, finish_reason, _ = read_completion_and_tokens(body)
+    return text, finish_reason
+
+
+def read_completion_and_tokens(body: bytes) -> tuple[str, str | None, int | None]:
+    """As read_completion, with the tokens the server says it generated (None when it does not say)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise MalformedReply(f"not JSON: {_preview(body)}") from None
+    if not isinstance(data, dict):
+        raise MalformedReply(f"a JSON {type(data).__name__}: {_preview(body)}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        error = data.get("error")
+        raise MalformedReply(f"an error: {_preview(json.dumps(error).encode())}" if error else f"no choices: {_preview(body)}")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedReply(f"a choice without a message: {_preview(body)}")
+    content, finish_reason = message.get("content"), choice.get("finish_reason")
+    if not isinstance(content, str | None) or not isinstance(finish_reason, str | None):
+        raise MalformedReply(f"a content or finish_reason that is not text: {_preview(body)}")
+    usage = data.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return content or "", finish_reason, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+
+
+def _preview(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", errors="replace")
+    return repr(text + ("..." if len(body) > limit else ""))
 
 
 @dataclass
@@ -185,14 +229,20 @@ class ModelClient:
             try:
                 async with state.slots.hold(priority):
                     self.stats.requests += 1
-                    completion = await state.client.chat.completions.create(
+                    # The raw body, read by read_completion: the SDK does not check what it parses, so a
+                    # list or a body without choices would come out as AttributeErrors and IndexErrors.
+                    response = await state.client.chat.completions.with_raw_response.create(
                         model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
                     )
-                choice = completion.choices[0]
-                usage = completion.usage
-                return choice.message.content or "", choice.finish_reason, usage.completion_tokens if usage else None
-            except RETRYABLE as error:
+                return read_completion_and_tokens(response.http_response.content)
+            except (*RETRYABLE, MalformedReply) as error:
                 if attempt >= self.policy.max_retries:
+                    if isinstance(error, MalformedReply):
+                        raise HarnessError(
+                            f"the {self.model.role} model at {state.endpoint.base_url} answered {attempt + 1} times with "
+                            f"something that is not a chat completion (last: {error}); is it an OpenAI-compatible "
+                            "server, and does the URL end in /v1?"
+                        ) from None
                     raise HarnessError(
                         f"the {self.model.role} model at {state.endpoint.base_url} failed after "
                         f"{attempt + 1} attempts: {type(error).__name__}: {error}"
