@@ -2,7 +2,7 @@
 """Benchmark: how much the per-endpoint concurrency of the model client buys on a real vLLM server.
 
 Starts one vLLM server on a tiny local model, then sends the same batch of
-chat requests through harness.client.ModelClient (cache off) at several
+chat requests through harness.core.client.ModelClient (cache off) at several
 concurrency limits, alternating the limits over repeats so machine noise hits
 them all alike. Prints wall times and the ratio to the one-at-a-time loop.
 
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.client import ModelClient, ModelRef, SamplingParams
-from harness.server import ServerManager, ServerSpec, ServingOptions
-from harness.tinymodel import TinyModelSpec, build_tiny_model
+from harness.core.client import ModelClient, ModelRef, SamplingParams
+from harness.core.tinymodel import TinyModelSpec, build_tiny_model
+from harness.core.vllm import ServerManager, ServerSpec, ServingOptions
 
 
 async def send_batch(ref: ModelRef, concurrency: int, requests: int, max_tokens: int, salt: int) -> float:

@@ -2,7 +2,7 @@
 # Fine-tune with the DeepSpeed SFT recipe (trainers/sft.py).
 #
 #   bin/train.sh CONFIG [key=value ...]
-#   bin/train.sh trainers/configs/tiny_cpu.yaml train.steps=20 data.path=runs/data/skillmix/dataset
+#   bin/train.sh trainers/configs/tiny_cpu.yaml train.steps=40 data.path=runs/data/skillmix/dataset
 #
 # Where it runs:
 #   GPUs on this machine   all of them (nvidia-smi), or NUM_GPUS=N, or CUDA_VISIBLE_DEVICES
@@ -11,12 +11,14 @@
 #   no GPU                 the CPU: DS_ACCELERATOR=cpu, fp32, one process or NUM_PROCS=N
 #                          (setting DS_ACCELERATOR=cpu yourself forces the CPU on a GPU machine)
 # Extra launcher flags go in DS_LAUNCHER_ARGS, e.g. DS_LAUNCHER_ARGS="--master_port 29600".
-# Rank 0 shows a progress bar with the loss and logs every step to OUTPUT/train_log.jsonl.
+# Rank 0 shows a progress bar with the loss and logs every step to OUTPUT/train_log.jsonl and
+# OUTPUT/tensorboard (and W&B with logging.wandb=true); OUTPUT/train_report.png plots loss and lr.
+# model.path=builtin:tiny and data.path=builtin:demo are built locally on first use (trainers/builtin.py).
 # Running the same command again resumes from OUTPUT's newest checkpoint.
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     [[ $# -ge 1 ]] && exit 0 || exit 2
 fi
 
@@ -27,7 +29,8 @@ if [[ -z "${VIRTUAL_ENV:-}" && -f "$ROOT/.venv/bin/activate" ]]; then
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# Check the config and paths first: a typo should cost a second, not the launcher's start-up.
+# Check the config and paths first (and build builtin: ones): a typo should cost a second, not the
+# launcher's start-up.
 python -m trainers.config "$@"
 
 launcher=(deepspeed --no_local_rank)

@@ -30,20 +30,13 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.scoring import AnswerKey, score_store, voted_points
-from harness.store import Generation, Grade, RunStore
+from harness.core.errors import HarnessError
+from harness.core.store import AnswerKey, Generation, Grade, RunStore
+from harness.scoring import corrected_score, score_store, voted_scores
 from judges.agreement import Rating, open_csv
 from judges.agreement_report import AgreementReport, agreement_report
-from judges.labels import (
-    HUMAN,
-    LabelRow,
-    full_marks_outcomes,
-    item_kinds,
-    read_label_sheet,
-    rubric_item_key,
-)
-from judges.rubric import final_points, is_earned
+from judges.labels import HUMAN, LabelRow, full_marks_outcomes, read_label_sheet, rubric_item_key
+from judges.rubric import Score, is_earned, item_count, item_kinds
 
 SHEET_NAME = "labels.csv"
 RUN_MARK = "#run"
@@ -69,8 +62,7 @@ class RunAnswer:
 
     @property
     def key(self) -> AnswerKey:
-        g = self.generation
-        return (g.task, g.combination, g.student, g.generation_round)
+        return self.generation.key
 
 
 def answer_id(task: str, combination: int, student: str, generation_round: int) -> str:
@@ -84,8 +76,8 @@ def run_answers(store: RunStore) -> dict[str, RunAnswer]:
     for task in store.task_configs():
         combinations = store.combinations(task)
         for generation in store.generations(task):
-            skills, topic = combinations[generation.combination]
-            id_ = answer_id(task, generation.combination, generation.student, generation.generation_round)
+            skills, topic = combinations[generation.key.combination]
+            id_ = answer_id(*generation.key)
             answers[id_] = RunAnswer(id_, tuple(skills), topic, generation)
     return answers
 
@@ -97,10 +89,10 @@ def run_judges(store: RunStore) -> list[str]:
     return recorded + sorted(graded - set(recorded))
 
 
-def _point_ratings(answer: RunAnswer, points: Sequence[float | None], rater: str) -> list[Rating]:
+def _score_ratings(answer: RunAnswer, score: Score, rater: str) -> list[Rating]:
     return [
         Rating(rubric_item_key(answer.id, position), kind, rater, int(bool(is_earned(value))))
-        for position, (kind, value) in enumerate(zip(item_kinds(answer.k), points, strict=True), 1)
+        for position, (kind, value) in enumerate(zip(item_kinds(answer.k), score.points, strict=True), 1)
         if value is not None
     ]
 
@@ -113,11 +105,11 @@ def judge_ratings(
     generations = {key: answer.generation for key, answer in by_key.items()}
     skills = {(key[0], key[1]): list(answer.skills) for key, answer in by_key.items()}
     grades = [grade for grade in store.grades() if grade.judge in judges]
-    voted = voted_points(generations, grades, skills, name_penalty=name_penalty)
+    voted = voted_scores(generations, grades, skills, name_penalty=name_penalty)
     ratings: list[Rating] = []
-    for (key, judge), points in sorted(voted.items()):
-        if points is not None:
-            ratings += _point_ratings(by_key[key], points, judge)
+    for (key, judge), score in sorted(voted.items()):
+        if score is not None:
+            ratings += _score_ratings(by_key[key], score, judge)
     return ratings
 
 
@@ -143,13 +135,13 @@ def grading_run_ratings(
     by_key = {answer.key: answer for answer in answers.values()}
     ratings: list[Rating] = []
     for grade in store.grades():
-        answer = by_key.get((grade.task, grade.combination, grade.student, grade.generation_round))
+        answer = by_key.get(grade.key)
         if answer is None or grade.judge not in judges or all(value is None for value in grade.points):
             # A reply with no readable value says nothing, not even about the sentence point
             # that code would fill in for it.
             continue
-        points = final_points(grade.points, answer.generation.answer, answer.skills, name_penalty=name_penalty)
-        ratings += _point_ratings(answer, points, _run_rater(grade))
+        score = corrected_score(grade, answer.generation.answer, answer.skills, name_penalty=name_penalty)
+        ratings += _score_ratings(answer, score, _run_rater(grade))
     return ratings
 
 
@@ -188,7 +180,7 @@ def label_rows(answers: Sequence[RunAnswer]) -> list[LabelRow]:
     return [
         LabelRow.for_answer(
             answer.id,
-            answer.generation.turn1_prompt or answer.generation.task,
+            answer.generation.turn1_prompt or answer.key.task,
             answer.skills,
             answer.topic,
             answer.generation.answer,
@@ -222,7 +214,7 @@ class HumanLabels:
 
     @property
     def items(self) -> int:
-        return sum(row.k + 3 for row in self.rows)
+        return sum(item_count(row.k) for row in self.rows)
 
 
 def read_human_labels(path: Path, answers: dict[str, RunAnswer], rater: str = HUMAN) -> HumanLabels:
@@ -309,7 +301,7 @@ def run_ratings(
             "or add human labels with --human (sheets come from `harness labels export`)"
         )
     outcomes = full_marks_outcomes(ratings, {id_: answer.k for id_, answer in answers.items()})
-    students = {answer.generation.student for answer in answers.values()}
+    students = {answer.key.student for answer in answers.values()}
     model_scores = None
     if len(students) >= 2:
         if per_run:

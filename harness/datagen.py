@@ -25,7 +25,7 @@ answer is *rejected* when any judge scored it below the threshold, else
 *unscored* when some judge has no usable grade for it (never kept), else kept,
 so with several judges every judge must keep it. An empty text is rejected
 whatever its grade. A kept text that names a held-out skill or topic is then
-dropped and counted as *held-out mention* (see harness.audit), so the export
+dropped and counted as *held-out mention* (see harness.core.audit), so the export
 passes the training-time audit.
 
 Layout: OUT/run (the run), OUT/dataset (`datasets.save_to_disk`; pass it as
@@ -47,11 +47,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.audit import HeldoutTerms
-from harness.errors import HarnessError
-from harness.registry import Task
-from harness.scoring import voted_points
-from harness.store import Generation, RunStore
+from harness.core.audit import HeldoutTerms
+from harness.core.errors import HarnessError
+from harness.core.models import Model
+from harness.core.registry import Task
+from harness.core.store import Generation, RunStore
+from harness.scoring import voted_scores
+from judges.registry import Judge
+from judges.rubric import Score, item_count
+from trainers.dataset import save_rows
 
 RUN_DIR = "run"
 DATASET_DIR = "dataset"
@@ -70,7 +74,7 @@ class KeepRule:
 
     def threshold(self, k: int) -> int:
         # the epsilon keeps 0.8 x 5 at 4 despite binary floating point
-        return math.ceil(self.min_fraction * (k + 3) - 1e-9)
+        return math.ceil(self.min_fraction * item_count(k) - 1e-9)
 
     def describe(self) -> str:
         if self.min_fraction >= 1:
@@ -123,20 +127,12 @@ class Selection:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    identity: str | None
-    reference: str | None
-    style: str | None = None  # a judge's grading style; None: the task's
-
-
-@dataclass(frozen=True)
 class ExportSpec:
     """What to export: the train tasks, who answered and graded, and the keep rule."""
 
     tasks: tuple[Task, ...]
-    teacher: ModelInfo
-    judges: tuple[ModelInfo, ...]
+    teacher: Model
+    judges: tuple[Judge, ...]
     rule: KeepRule
     heldout: HeldoutTerms  # kept texts naming these are dropped
 
@@ -168,12 +164,12 @@ def train_task_names(family: str, ks: Sequence[int]) -> list[str]:
     return [f"{family}-k{k}-train" for k in ks]
 
 
-def answer_verdict(points_by_judge: Sequence[Sequence[int | None] | None], threshold: int) -> str:
-    """kept / rejected / unscored for one answer, from each judge's voted points (see the module docstring)."""
-    complete = [points for points in points_by_judge if points is not None and all(p is not None for p in points)]
-    if any(sum(points) < threshold for points in complete):
+def answer_verdict(scores_by_judge: Sequence[Score | None], threshold: int) -> str:
+    """kept / rejected / unscored for one answer, from each judge's voted score (see the module docstring)."""
+    complete = [score for score in scores_by_judge if score is not None and score.complete]
+    if any(score.earned() < threshold for score in complete):
         return REJECTED
-    if len(complete) < len(points_by_judge) or not points_by_judge:
+    if len(complete) < len(scores_by_judge) or not scores_by_judge:
         return UNSCORED
     return KEPT
 
@@ -188,13 +184,9 @@ def select_texts(store: RunStore, spec: ExportSpec) -> Selection:
         combinations = store.combinations(task.name)
         _check_train_combinations(task, combinations)
         skills = {(task.name, index): list(c_skills) for index, (c_skills, _) in combinations.items()}
-        generations = {
-            (g.task, g.combination, g.student, g.generation_round): g
-            for g in store.generations(task.name)
-            if g.student == teacher
-        }
-        grades = [g for g in store.grades(task.name) if g.student == teacher and g.judge in judges]
-        voted = voted_points(generations, grades, skills, name_penalty=True)
+        generations = {g.key: g for g in store.generations(task.name) if g.key.student == teacher}
+        grades = [g for g in store.grades(task.name) if g.key.student == teacher and g.judge in judges]
+        voted = voted_scores(generations, grades, skills, name_penalty=True)
         tally = {KEPT: 0, REJECTED: 0, UNSCORED: 0, HELDOUT_MENTION: 0}
         for key, generation in sorted(generations.items()):
             verdict = answer_verdict([voted.get((key, judge)) for judge in judges], rule.threshold(task.k))
@@ -204,7 +196,7 @@ def select_texts(store: RunStore, spec: ExportSpec) -> Selection:
                 verdict = HELDOUT_MENTION
             tally[verdict] += 1
             if verdict == KEPT:
-                c_skills, topic = combinations[generation.combination]
+                c_skills, topic = combinations[generation.key.combination]
                 kept.append(_kept_text(task, generation, tuple(c_skills), topic))
         counts.append(
             KCounts(task.k, len(generations), tally[KEPT], tally[REJECTED], tally[UNSCORED], tally[HELDOUT_MENTION])
@@ -240,8 +232,8 @@ def _kept_text(task: Task, generation: Generation, skills: tuple[str, ...], topi
     return KeptText(
         task=task.name,
         k=task.k,
-        combination=generation.combination,
-        generation_round=generation.generation_round,
+        combination=generation.key.combination,
+        generation_round=generation.key.generation_round,
         skills=skills,
         topic=topic,
         request=generation.turn1_prompt,
@@ -275,21 +267,6 @@ def _file_hashes(directory: Path) -> dict[str, str]:
     return hashes
 
 
-def _save(rows: list[dict[str, Any]], directory: Path) -> None:
-    import datasets
-
-    features = _features()
-    dataset = datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
-    bars_were_on = not datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        # one shard even when empty: a zero-shard dataset cannot be loaded back
-        dataset.save_to_disk(str(directory), num_shards=1)
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-
-
 def _replace_dir(staged: Path, final: Path) -> None:
     """Put `staged` at `final`; the old directory is only removed once the new one is in place."""
     retired = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -309,7 +286,7 @@ def export_dataset(store: RunStore, spec: ExportSpec, out: Path) -> ExportResult
     staged = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
     try:
-        _save(rows, staged)
+        save_rows(rows, staged, _features())
         provenance = _provenance(store, spec, selection, _file_hashes(staged))
         (staged / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _replace_dir(staged, final)
@@ -318,8 +295,15 @@ def export_dataset(store: RunStore, spec: ExportSpec, out: Path) -> ExportResult
     return ExportResult(final, len(rows), selection.counts, provenance)
 
 
+def _who(model: Model, identities: dict[str, str], style: str | None = None) -> dict[str, Any]:
+    """Who answered or graded, as provenance.json records it (never an endpoint or a key)."""
+    return {"name": model.name, "identity": identities.get(model.name), "reference": model.reference, "style": style}
+
+
 def _provenance(store: RunStore, spec: ExportSpec, selection: Selection, files: dict[str, str]) -> dict[str, Any]:
     tasks, rule = spec.tasks, spec.rule
+    identities = {model.name: model.identity for model in store.models()}
+    first_session = next(iter(store.sessions()), {})
     configs = store.task_configs()
     created = store.get_meta("created")
     combined = hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in files.items()).encode()).hexdigest()
@@ -327,10 +311,11 @@ def _provenance(store: RunStore, spec: ExportSpec, selection: Selection, files: 
         "format_version": FORMAT_VERSION,
         "run_dir": str(store.run_dir),
         "run_created": None if created is None else datetime.fromtimestamp(created, UTC).isoformat(),
-        "command": store.get_meta("command"),
-        "versions": store.get_meta("versions"),
-        "teacher": asdict(spec.teacher),
-        "judges": [asdict(judge) for judge in spec.judges],
+        # the invocation that created the run: later resumes add sessions but change no kept text
+        "command": first_session.get("command"),
+        "versions": first_session.get("versions"),
+        "teacher": _who(spec.teacher, identities),
+        "judges": [_who(judge.model, identities, style=judge.style) for judge in spec.judges],
         "tasks": {
             task.name: {
                 key: configs.get(task.name, {}).get(key)

@@ -2,9 +2,9 @@
 
 The pipeline for one task is:
 
-1. ``majority_vote`` turns the grading runs of one answer into k+3 binary points
-   (None where no grading run judged that point).
-2. A generation round is *scored* when its voted points hold no None.
+1. ``majority_vote`` turns the grading runs of one answer into one Score of
+   binary points (None where no grading run judged that point).
+2. A generation round is *scored* when its voted Score is complete.
 3. ``combination_scores`` gives the three SKILL-MIX metrics for one scored round.
 4. ``score_combination`` takes the best round per metric (and the mean over rounds).
 5. ``task_metrics`` averages over scored combinations, with percentile-bootstrap CIs.
@@ -14,23 +14,16 @@ Unscored rounds and combinations are counted and reported, never turned into zer
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
+from harness.core.stats import MetricValue, json_ready
+from judges.rubric import Score, is_earned
 
-# The three rubric points after the k skill points: topic, sense, sentence limit.
-NON_SKILL_POINTS = 3
 METRIC_NAMES = ("full_marks", "all_skills", "skill_fraction")
 
 
-def _is_earned(value: float) -> bool:
-    # Judges sometimes give half points; SKILL-MIX counts only a full point as earned.
-    return value >= 1
-
-
-def majority_vote(grading_runs: Sequence[Sequence[float | None]]) -> list[int | None]:
+def majority_vote(grading_runs: Sequence[Score]) -> Score:
     """Vote each rubric point across grading runs.
 
     A point is 1 when a strict majority of the runs that judged it earned it, else 0.
@@ -40,20 +33,18 @@ def majority_vote(grading_runs: Sequence[Sequence[float | None]]) -> list[int | 
     """
     if not grading_runs:
         raise ValueError("majority_vote needs at least one grading run")
-    width = len(grading_runs[0])
-    if any(len(run) != width for run in grading_runs):
-        raise ValueError(
-            f"grading runs disagree on the number of points: {[len(r) for r in grading_runs]}"
-        )
-    voted: list[int | None] = []
-    for position in range(width):
-        present = [run[position] for run in grading_runs if run[position] is not None]
+    first = grading_runs[0]
+    if any(run.k != first.k for run in grading_runs):
+        raise ValueError(f"grading runs disagree on k: {[run.k for run in grading_runs]}")
+    voted: list[float | None] = []
+    for values in zip(*(run.points for run in grading_runs), strict=True):
+        present = [value for value in values if value is not None]
         if not present:
             voted.append(None)
             continue
-        earned = sum(1 for value in present if _is_earned(value))
-        voted.append(1 if earned > len(present) - earned else 0)
-    return voted
+        earned = sum(1 for value in present if is_earned(value))
+        voted.append(1.0 if earned > len(present) - earned else 0.0)
+    return first.with_points(voted)
 
 
 @dataclass(frozen=True)
@@ -65,20 +56,16 @@ class CombinationScores:
     skill_fraction: float
 
 
-def combination_scores(points: Sequence[int], k: int) -> CombinationScores:
-    """Score one scored generation round: ``points`` are k skill points, then topic, sense, sentences."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    if len(points) != k + NON_SKILL_POINTS:
-        raise ValueError(f"expected {k + NON_SKILL_POINTS} points for k={k}, got {len(points)}")
-    if any(point not in (0, 1) for point in points):
-        raise ValueError(f"points must be 0 or 1 (vote first), got {list(points)}")
-    skills = sum(points[:k])
-    others = sum(points[k:])
+def combination_scores(score: Score) -> CombinationScores:
+    """The three metrics of one scored generation round (a complete, voted Score of 0/1 values)."""
+    if not score.complete or any(value not in (0, 1) for value in score.points):
+        raise ValueError(f"a round's score must be complete and binary (vote first), got {list(score.points)}")
+    k, skills, others = score.k, score.skills_earned(), score.others_earned()
+    all_others = len(score.others)
     return CombinationScores(
-        full_marks=float(skills == k and others == NON_SKILL_POINTS),
-        all_skills=float(skills == k and others >= NON_SKILL_POINTS - 1),
-        skill_fraction=skills / k if others == NON_SKILL_POINTS else 0.0,
+        full_marks=float(skills == k and others == all_others),
+        all_skills=float(skills == k and others >= all_others - 1),
+        skill_fraction=skills / k if others == all_others else 0.0,
     )
 
 
@@ -98,15 +85,9 @@ class CombinationResult:
     rounds_unscored: int
 
 
-def _round_is_scored(points: Sequence[int | None] | None) -> bool:
-    return points is not None and all(point is not None for point in points)
-
-
-def score_combination(
-    rounds: Sequence[Sequence[int | None] | None], k: int
-) -> CombinationResult | None:
+def score_combination(rounds: Sequence[Score | None]) -> CombinationResult | None:
     """Best-of-rounds and mean-over-rounds scores; None when no round is scored."""
-    scored = [combination_scores(points, k) for points in rounds if _round_is_scored(points)]  # type: ignore[arg-type]
+    scored = [combination_scores(score) for score in rounds if score is not None and score.complete]
     if not scored:
         return None
     columns = {name: [getattr(s, name) for s in scored] for name in METRIC_NAMES}
@@ -118,64 +99,6 @@ def score_combination(
         rounds_scored=len(scored),
         rounds_unscored=len(rounds) - len(scored),
     )
-
-
-def percentile_interval(estimates: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The central ``confidence`` interval of bootstrap estimates; NaN estimates are skipped."""
-    finite = estimates[~np.isnan(estimates)]
-    if finite.size == 0:
-        return (math.nan, math.nan)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(finite, [tail, 1 - tail])
-    return (float(low), float(high))
-
-
-def bootstrap_ci(
-    values: Sequence[float],
-    *,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of ``values``."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        return (math.nan, math.nan)
-    if data.size == 1:
-        return (float(data[0]), float(data[0]))
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, data.size, size=(n_resamples, data.size))
-    return percentile_interval(data[indices].mean(axis=1), confidence)
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """A task-level metric with its bootstrap CI (all NaN when no combination was scored)."""
-
-    value: float
-    ci_low: float
-    ci_high: float
-
-
-def _metric_value(values: list[float], seed: int) -> MetricValue:
-    mean = sum(values) / len(values) if values else math.nan
-    low, high = bootstrap_ci(values, seed=seed)
-    return MetricValue(value=mean, ci_low=low, ci_high=high)
-
-
-def json_ready(value: object) -> object:
-    """``value`` with every NaN replaced by None, since JSON has no NaN (undefined -> null)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -203,12 +126,12 @@ class TaskMetrics:
 
 
 def task_metrics(
-    rounds_by_combination: Mapping[int, Sequence[Sequence[int | None] | None]],
+    rounds_by_combination: Mapping[int, Sequence[Score | None]],
     k: int,
     *,
     seed: int = 0,
 ) -> TaskMetrics:
-    """Metrics for one task from each combination's per-round voted points.
+    """Metrics for one task from each combination's per-round voted scores.
 
     A round is None when it has no usable grade. Every metric's CI uses the same
     seed, so the resampled combinations are the same across metrics.
@@ -218,7 +141,7 @@ def task_metrics(
     rounds_unscored = 0
     for index in sorted(rounds_by_combination):
         rounds = rounds_by_combination[index]
-        result = score_combination(rounds, k)
+        result = score_combination(rounds)
         if result is None:
             unscored += 1
             rounds_unscored += len(rounds)
@@ -227,8 +150,8 @@ def task_metrics(
             rounds_unscored += result.rounds_unscored
     fields: dict[str, MetricValue] = {}
     for name in METRIC_NAMES:
-        fields[name] = _metric_value([getattr(r.best, name) for r in results], seed)
-        fields[f"{name}_mean"] = _metric_value([getattr(r.mean, name) for r in results], seed)
+        fields[name] = MetricValue.mean_of([getattr(r.best, name) for r in results], seed=seed)
+        fields[f"{name}_mean"] = MetricValue.mean_of([getattr(r.mean, name) for r in results], seed=seed)
     return TaskMetrics(
         k=k,
         n=len(results),

@@ -1,4 +1,4 @@
-"""Reports of scored runs: a terminal table, results.json, report.md and a plot."""
+"""Reports of scored runs: a terminal table, results.json, report.md, a plot, and report.html (harness.report_html)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.metrics import MetricValue
-from harness.scoring import TaskResult
+from harness.core.stats import MetricValue
+from harness.core.store import RunStore
+from harness.report_data import RunView, run_view
+from harness.report_html import HTML_NAME, write_html
+from harness.scoring import TaskResult, score_store
 
 METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
 
@@ -158,3 +161,36 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def run_meta(store: RunStore, run_dir: Path, name_penalty: bool) -> dict[str, Any]:
+    """What a report says about the run besides its results."""
+    sessions = store.sessions()
+    return {
+        "run_dir": str(run_dir),
+        "name_penalty": name_penalty,
+        "models": [{"name": m.name, "role": m.role, "identity": m.identity, "reference": m.reference}
+                   for m in store.models()],
+        "versions": sessions[-1]["versions"] if sessions else None,
+        "sessions": [{"started": s["started"], "versions": s["versions"]} for s in sessions],
+        "settings": store.get_meta("evaluation"),
+        "tasks": store.task_configs(),
+    }  # fmt: skip
+
+
+def report_run(store: RunStore, run_dir: Path, *, name_penalty: bool = True, human: Path | None = None) -> list[TaskResult]:
+    """Score the run from its store and write results.json, report.md, report.png and report.html into ``run_dir``."""
+    return list(report_run_view(store, run_dir, name_penalty=name_penalty, human=human).results)
+
+
+def report_run_view(store: RunStore, run_dir: Path, *, name_penalty: bool = True, human: Path | None = None) -> RunView:
+    """``report_run``, returning what report.html shows, so that several runs can share one page.
+
+    ``human``: a filled label sheet whose labels join the judges in the agreement section.
+    """
+    results = score_store(store, name_penalty=name_penalty)
+    meta = run_meta(store, run_dir, name_penalty)
+    write_reports(run_dir, results, meta)
+    view = run_view(store, run_dir, results, meta, name_penalty=name_penalty, human=human)
+    write_html(Path(run_dir) / HTML_NAME, [view])
+    return view

@@ -9,14 +9,13 @@ combined by majority vote, and a round with no usable grading run is unscored.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.core.store import AnswerKey, Generation, Grade, RunStore
 from harness.metrics import TaskMetrics, majority_vote, task_metrics
-from harness.store import Generation, Grade, RunStore
-from judges.rubric import final_points
-
-AnswerKey = tuple[str, int, str, int]  # task, combination, student, generation round
+from judges.rubric import Score
 
 
 @dataclass(frozen=True)
@@ -54,30 +53,34 @@ class TaskResult:
         }
 
 
-def voted_points(
-    generations: dict[AnswerKey, Generation],
-    grades: list[Grade],
-    skills: dict[tuple[str, int], list[str]],
+def corrected_score(grade: Grade, answer: str, skills: Sequence[str], *, name_penalty: bool) -> Score:
+    """A grading run's judge values after the sentence override and (optionally) the name penalty."""
+    return Score.from_points(grade.points).corrected(answer, skills, name_penalty=name_penalty)
+
+
+def voted_scores(
+    generations: Mapping[AnswerKey, Generation],
+    grades: Sequence[Grade],
+    skills: Mapping[tuple[str, int], Sequence[str]],
     *,
     name_penalty: bool,
-) -> dict[tuple[AnswerKey, str], list[int | None] | None]:
-    """Per (answer, judge): the majority-voted k+3 points, or None when no grading run was usable.
+) -> dict[tuple[AnswerKey, str], Score | None]:
+    """Per (answer, judge): the majority-voted score, or None when no grading run was usable.
 
     `skills` maps (task, combination) to the combination's skills in rubric order.
     """
-    runs: dict[tuple[AnswerKey, str], list[list[float | None]]] = defaultdict(list)
+    runs: dict[tuple[AnswerKey, str], list[Score]] = defaultdict(list)
     seen: set[tuple[AnswerKey, str]] = set()
     for grade in grades:
-        key = (grade.task, grade.combination, grade.student, grade.generation_round)
-        generation = generations.get(key)
+        generation = generations.get(grade.key)
         if generation is None:
             continue
-        seen.add((key, grade.judge))
+        seen.add((grade.key, grade.judge))
         if grade.usable:
-            corrected = final_points(
-                grade.points, generation.answer, skills[(grade.task, grade.combination)], name_penalty=name_penalty
+            combination_skills = skills[(grade.key.task, grade.key.combination)]
+            runs[(grade.key, grade.judge)].append(
+                corrected_score(grade, generation.answer, combination_skills, name_penalty=name_penalty)
             )
-            runs[(key, grade.judge)].append(corrected)
     return {key: (majority_vote(runs[key]) if runs.get(key) else None) for key in seen}
 
 
@@ -87,24 +90,20 @@ def score_store(store: RunStore, *, name_penalty: bool = True, seed: int = 0) ->
     for task_name, config in store.task_configs().items():
         combinations = store.combinations(task_name)
         skills = {(task_name, index): combination_skills for index, (combination_skills, _) in combinations.items()}
-        generations = {(g.task, g.combination, g.student, g.generation_round): g for g in store.generations(task_name)}
+        generations = {g.key: g for g in store.generations(task_name)}
         grades = list(store.grades(task_name))
-        voted = voted_points(generations, grades, skills, name_penalty=name_penalty)
+        voted = voted_scores(generations, grades, skills, name_penalty=name_penalty)
         k = int(config["k"])
-        students = sorted({key[2] for key in generations})
+        students = sorted({key.student for key in generations})
         task_judges = [judge for judge in judges if any(grade.judge == judge for grade in grades)]
         for student in students:
-            answers = [g for key, g in generations.items() if key[2] == student]
+            answers = [g for key, g in generations.items() if key.student == student]
             for judge in task_judges:
-                rounds_by_combination: dict[int, list[list[int] | None]] = defaultdict(list)
-                for key, generation in generations.items():
-                    if key[2] != student:
-                        continue
-                    points = voted.get((key, judge))
-                    rounds_by_combination[generation.combination].append(
-                        None if points is None or any(p is None for p in points) else points
-                    )
-                judge_grades = [g for g in grades if g.student == student and g.judge == judge]
+                rounds_by_combination: dict[int, list[Score | None]] = defaultdict(list)
+                for key in generations:
+                    if key.student == student:
+                        rounds_by_combination[key.combination].append(voted.get((key, judge)))
+                judge_grades = [g for g in grades if g.key.student == student and g.judge == judge]
                 results.append(
                     TaskResult(
                         task=task_name,

@@ -7,24 +7,31 @@ percent agreement and Cohen's kappa per pair of raters, Krippendorff's alpha
 confusion matrices, and Kendall's tau-b between raters' rankings of models.
 The report that puts them together is in judges.agreement_report.
 
-Undefined statistics (kappa when both raters used a single label, alpha with one
-label value in the data) are NaN, reported as "n/a" with a note saying why.
+The statistics themselves come from scikit-learn (kappa, confusion matrix), the
+krippendorff package (alpha) and SciPy (tau); this module fixes the input format and
+the rule for undefined statistics (kappa when both raters used a single label, alpha
+with one label value in the data, tau with a constant side): they are NaN, without a
+library warning, and the report shows "n/a" with a note saying why.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import krippendorff
 import numpy as np
+from scipy.stats import kendalltau
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from harness.errors import HarnessError
-from harness.metrics import percentile_interval
+from harness.core.errors import HarnessError
+from harness.core.stats import percentile_interval
 
 LABELS = (0, 1)
 OVERALL = "overall"
@@ -59,42 +66,42 @@ def percent_agreement(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two aligned label sequences.
+    """Cohen's kappa of two aligned label sequences (``sklearn.metrics.cohen_kappa_score``).
 
     NaN when empty or when chance agreement is 1 (both raters used one and the same
     label throughout), where kappa is 0/0.
     """
     _check_aligned(a, b)
-    n = len(a)
-    if n == 0:
-        return math.nan
-    _, codes = np.unique(np.concatenate([np.asarray(a), np.asarray(b)]), return_inverse=True)
-    codes_a, codes_b = codes[:n], codes[n:]
-    observed = float(np.mean(codes_a == codes_b))
-    size = int(codes.max()) + 1
-    marginals = np.bincount(codes_a, minlength=size) * np.bincount(codes_b, minlength=size)
-    expected = float(marginals.sum()) / (n * n)
-    if expected >= 1:
-        return math.nan
-    return (observed - expected) / (1 - expected)
+    if len(a) == 0:
+        return math.nan  # scikit-learn raises on empty input
+    # Chance agreement 1 is scikit-learn's "undefined" case: it warns and returns NaN
+    # (older releases divide 0 by 0); the report gives its own note instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        return float(cohen_kappa_score(a, b))
 
 
-def confusion(
-    a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] = LABELS
-) -> np.ndarray:
+def confusion(a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] = LABELS) -> np.ndarray:
     """Counts with rows = rater a's label and columns = rater b's label, in ``labels`` order."""
     _check_aligned(a, b)
-    position = {label: i for i, label in enumerate(labels)}
-    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    # scikit-learn silently drops pairs outside ``labels`` and raises on empty input.
+    known = set(labels)
     for x, y in zip(a, b, strict=True):
-        if x not in position or y not in position:
+        if x not in known or y not in known:
             raise ValueError(f"label pair ({x!r}, {y!r}) is outside labels {tuple(labels)}")
-        matrix[position[x], position[y]] += 1
-    return matrix
+    if len(a) == 0:
+        return np.zeros((len(labels), len(labels)), dtype=int)
+    return confusion_matrix(a, b, labels=list(labels))
 
 
 def value_counts(units: Sequence[Sequence[Hashable | None]]) -> np.ndarray:
-    """Per-unit counts of each label value (units x values), missing labels dropped."""
+    """Per-unit counts of each label value (units x values), missing labels dropped.
+
+    This is the ``value_counts`` input of ``krippendorff.alpha``; the report bootstraps
+    alpha by resampling its rows, so the labels are counted once, not per resample.
+    """
     values = sorted({v for unit in units for v in unit if v is not None}, key=repr)
     column = {v: i for i, v in enumerate(values)}
     counts = np.zeros((len(units), len(values)), dtype=float)
@@ -106,21 +113,17 @@ def value_counts(units: Sequence[Sequence[Hashable | None]]) -> np.ndarray:
 
 
 def alpha_from_counts(counts: np.ndarray) -> float:
-    # Nominal alpha = 1 - D_o / D_e with the coincidence matrix written in counts:
-    # a unit with m values, n_c of value c, adds (m^2 - sum_c n_c^2) / (m - 1) to the
-    # observed off-diagonal mass; expected mass is (n^2 - sum_c n_c^2) / (n - 1).
-    per_unit = counts.sum(axis=1)
-    pairable = counts[per_unit >= 2]
-    m = pairable.sum(axis=1)
-    n = m.sum()
-    if n < 2:
+    """Nominal Krippendorff's alpha of ``value_counts`` rows (``krippendorff.alpha``).
+
+    NaN when no unit has two labels or only one value occurs: the package raises on
+    the first and on a one-column domain, and divides 0 by 0 when a resample keeps
+    just one of several values.
+    """
+    if counts.ndim != 2 or counts.shape[1] < 2 or not (counts.sum(axis=1) >= 2).any():
         return math.nan
-    observed = ((m**2 - (pairable**2).sum(axis=1)) / (m - 1)).sum()
-    totals = pairable.sum(axis=0)
-    expected = (n**2 - (totals**2).sum()) / (n - 1)
-    if expected == 0:
-        return math.nan
-    return float(1 - observed / expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"))
 
 
 def krippendorff_alpha(units: Sequence[Sequence[Hashable | None]]) -> float:
@@ -133,20 +136,15 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable | None]]) -> float:
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b (ties corrected); NaN when fewer than two pairs or a side is constant."""
+    """Kendall's tau-b (ties corrected, ``scipy.stats.kendalltau``).
+
+    NaN when fewer than two pairs or a side is constant.
+    """
     _check_aligned(x, y)
-    concordant = discordant = tied_x = tied_y = pairs = 0
-    for (x1, y1), (x2, y2) in itertools.combinations(zip(x, y, strict=True), 2):
-        pairs += 1
-        dx, dy = np.sign(x1 - x2), np.sign(y1 - y2)
-        tied_x += dx == 0
-        tied_y += dy == 0
-        concordant += dx * dy > 0
-        discordant += dx * dy < 0
-    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
-    if denominator == 0:
-        return math.nan
-    return float((concordant - discordant) / denominator)
+    with warnings.catch_warnings():
+        # SciPy warns (SmallSampleWarning, a RuntimeWarning) with fewer than two models
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(kendalltau(x, y, variant="b").statistic)
 
 
 def bootstrap(
@@ -164,12 +162,31 @@ def bootstrap(
     """
     if len(data) == 0:
         return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    estimates = np.array(
-        [statistic(data[rng.integers(0, len(data), size=len(data))]) for _ in range(n_resamples)],
-        dtype=float,
-    )
+    estimates = np.array([statistic(data[index]) for index in resample_indices(len(data), n_resamples, seed)], dtype=float)
     return percentile_interval(estimates, confidence)
+
+
+def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The row indices of each bootstrap resample (n_resamples x n), the same stream for every statistic."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, n, size=n) for _ in range(n_resamples)])
+
+
+def kappa_resamples(pairs: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Cohen's kappa of every bootstrap resample of ``pairs`` (units x 2 binary labels), NaN where undefined.
+
+    Each resample's kappa comes from its 2x2 table, all resamples at once. It is the number
+    ``cohen_kappa_score`` gives for that resample (tests check this resample by resample), but
+    the library costs about a millisecond a call in input checks, and a report bootstraps every
+    rater pair of every rubric kind a thousand times: ten times the report's whole run time.
+    """
+    n = len(pairs)
+    codes = (2 * pairs[:, 0] + pairs[:, 1])[resample_indices(n, n_resamples, seed)]
+    t00, t01, t10, t11 = ((codes[..., None] == np.arange(4)).sum(axis=1).astype(float)).T
+    observed = (t00 + t11) / n
+    expected = ((t00 + t01) * (t00 + t10) + (t10 + t11) * (t01 + t11)) / (n * n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
 
 
 # ---------------------------------------------------------------- CSV input
@@ -202,9 +219,7 @@ def read_ratings_csv(path: str | Path) -> list[Rating]:
             if empty:
                 raise HarnessError(f"{path} line {line}: empty {', '.join(empty)}")
             if fields["label"] not in ("0", "1"):
-                raise HarnessError(
-                    f"{path} line {line}: label must be 0 or 1, got {fields['label']!r}"
-                )
+                raise HarnessError(f"{path} line {line}: label must be 0 or 1, got {fields['label']!r}")
             key = (fields["item"], fields["criterion"], fields["rater"])
             if key in first_line:
                 raise HarnessError(

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tabulate import tabulate
 
-from harness.errors import HarnessError
-from harness.metrics import MetricValue, json_ready
+from harness.core.errors import HarnessError
+from harness.core.stats import MetricValue, json_ready, percentile_interval
 from judges.agreement import (
     FULL_MARKS,
     LABELS,
@@ -28,6 +28,7 @@ from judges.agreement import (
     bootstrap,
     cohen_kappa,
     confusion,
+    kappa_resamples,
     kendall_tau,
     percent_agreement,
     value_counts,
@@ -171,8 +172,12 @@ def _estimate(
     return Estimate(value, low, high)
 
 
-def _pair_kappa(rows: np.ndarray) -> float:
-    return cohen_kappa(rows[:, 0], rows[:, 1])
+def _kappa_estimate(rows: np.ndarray, seed: int, n_resamples: int) -> Estimate:
+    """Kappa from scikit-learn, its CI from the same resamples as every other statistic (kappa_resamples)."""
+    if len(rows) == 0:
+        return Estimate(math.nan, math.nan, math.nan)
+    low, high = percentile_interval(kappa_resamples(rows, n_resamples, seed), 0.95)
+    return Estimate(cohen_kappa(rows[:, 0], rows[:, 1]), low, high)
 
 
 def _pair_percent(rows: np.ndarray) -> float:
@@ -198,7 +203,7 @@ def _group_agreement(
             dtype=int,
         )
         rows = rows.reshape(-1, 2)
-        kappa = _estimate(rows, _pair_kappa, seed, n_resamples)
+        kappa = _kappa_estimate(rows, seed, n_resamples)
         matrix = confusion(rows[:, 0].tolist(), rows[:, 1].tolist())
         if len(rows) == 0:
             notes.append(f"{criterion}: {rater_a} and {rater_b} labelled no unit in common")

@@ -17,22 +17,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from judges.agreement import FULL_MARKS, Rating, open_csv
-from judges.rubric import RUBRIC_KINDS, rubric_items
+from judges.rubric import item_count, item_kinds, rubric_items
 
 HUMAN = "human"
 FIXED_COLUMNS = ("id", "task", "k", "topic", "skills", "answer", "rubric")
 ITEM_COLUMN = re.compile(r"item_(\d+)")
-# Rubric order: every skill point, then the three non-skill kinds.
-SKILL_KIND, *OTHER_KINDS = RUBRIC_KINDS
-
-
-def item_kinds(k: int) -> tuple[str, ...]:
-    """Rubric kind of each item position for an answer with k skills."""
-    return (SKILL_KIND,) * k + tuple(OTHER_KINDS)
-
-
 def rubric_item_key(answer_id: str, position: int) -> str:
     """The ``Rating.item`` of one rubric item (1-based position) of one answer.
 
@@ -64,9 +55,9 @@ class LabelRow:
     rubric: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.k < 1 or len(self.skills) != self.k or len(self.rubric) != self.k + 3:
+        if self.k < 1 or len(self.skills) != self.k or len(self.rubric) != item_count(self.k):
             raise ValueError(
-                f"label row {self.id!r}: k={self.k} needs {self.k} skills and {self.k + 3} rubric "
+                f"label row {self.id!r}: k={self.k} needs {self.k} skills and {item_count(self.k)} rubric "
                 f"items, got {len(self.skills)} and {len(self.rubric)}"
             )
 
@@ -96,7 +87,7 @@ def write_label_sheet(
     ids = [row.id for row in rows]
     if len(set(ids)) != len(ids):
         raise ValueError("label rows must have distinct ids")
-    width = max((row.k + 3 for row in rows), default=0)
+    width = max((item_count(row.k) for row in rows), default=0)
     item_columns = [f"item_{position}" for position in range(1, width + 1)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -124,8 +115,8 @@ def _row_ratings(
     rater: str,
 ) -> list[Rating]:
     for position, column in item_columns.items():
-        if position > k + 3 and (row.get(column) or "").strip():
-            raise HarnessError(f"{where}: {column} is filled, but k={k} has only items 1..{k + 3}")
+        if position > item_count(k) and (row.get(column) or "").strip():
+            raise HarnessError(f"{where}: {column} is filled, but k={k} has only items 1..{item_count(k)}")
     ratings = []
     for position, kind in enumerate(item_kinds(k), 1):
         if position not in item_columns:
@@ -199,7 +190,7 @@ def full_marks_outcomes(ratings: Sequence[Rating], k_by_answer: Mapping[str, int
             raise ValueError(f"no k given for answer {answer_id!r}")
         if 0 in by_position.values():
             outcome = 0
-        elif len(by_position) == k_by_answer[answer_id] + 3:
+        elif len(by_position) == item_count(k_by_answer[answer_id]):
             outcome = 1
         else:
             continue

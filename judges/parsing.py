@@ -23,20 +23,17 @@ every row whose label is informative already sits at its own position.
 
 Values are never invented: an item with no value, a value that is not a number
 in [0, 1], or two different values for one item gives None. Totals are never
-items. ``parse_grade`` tries the named style first (or the one the reply looks
-like) and falls back to the other when the first leaves the reply unusable.
+items. Which parser reads a reply, and the fallback between them, is decided
+in judges.styles.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.errors import HarnessError
-from judges.rubric import RubricItem, rubric_items
-
-STYLES = ("table", "items")
+from judges.rubric import RubricItem, Score
 
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 _VALUE = re.compile(rf"{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?")
@@ -82,9 +79,14 @@ class GradeReading:
     """What a parser read from one reply. ``style`` is the parser that found
     rubric values, or None when no parser found any."""
 
-    points: tuple[float | None, ...]
+    score: Score
     total: float | None
     style: str | None
+
+    @property
+    def found(self) -> int:
+        """How many rubric values the reply gave."""
+        return sum(value is not None for value in self.score.points)
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ def _assign(entries: Sequence[_Entry], size: int) -> list[float | None]:
 
 def _reading(entries: Sequence[_Entry], size: int, total: float | None, style: str) -> GradeReading:
     points = _assign(entries, size)
-    return GradeReading(tuple(points), total, style if any(p is not None for p in points) else None)
+    return GradeReading(Score.from_points(points), total, style if any(p is not None for p in points) else None)
 
 
 def _table_rows(reply: str) -> list[list[str]]:
@@ -354,41 +356,6 @@ def parse_items(reply: str, items: Sequence[RubricItem]) -> GradeReading:
     return _reading(entries, len(items), total, "items")
 
 
-_PARSERS: dict[str, Callable[[str, Sequence[RubricItem]], GradeReading]] = {
-    "table": parse_table,
-    "items": parse_items,
-}
-
-
-def read_grade(reply: str, skills: Sequence[str], topic: str, style: str | None = None) -> GradeReading:
-    """Parse with ``style`` (or the style the reply looks like), falling back to the other."""
-    if style is not None and style not in STYLES:
-        raise HarnessError(f"unknown judge reply style {style!r}; use one of: {', '.join(STYLES)}")
-    items = rubric_items(skills, topic)
-    if style is None:
-        style = "table" if _table_rows(reply) else "items"
-    first = _PARSERS[style](reply, items)
-    if is_usable(first.points, len(skills)):
-        return first
-    other = next(name for name in STYLES if name != style)
-    second = _PARSERS[other](reply, items)
-
-    def found(reading: GradeReading) -> int:
-        return sum(point is not None for point in reading.points)
-
-    return second if found(second) > found(first) else first
-
-
-def parse_grade(reply: str, skills: Sequence[str], topic: str, style: str | None = None) -> list[float | None]:
-    """The judge's k + 3 values in rubric order, None where the reply gives none."""
-    return list(read_grade(reply, skills, topic, style).points)
-
-
-def is_usable(points: Sequence[float | None], k: int) -> bool:
-    """True when every skill point and the topic and sense points are present.
-
-    The sentence point is not needed: code recomputes it from the answer.
-    """
-    if len(points) != k + 3:
-        raise HarnessError(f"expected {k + 3} rubric values for k={k}, got {len(points)}")
-    return all(point is not None for point in points[: k + 2])
+def looks_like_table(reply: str) -> bool:
+    """True when the reply holds a pipe table, so the table parser should read it first."""
+    return bool(_table_rows(reply))

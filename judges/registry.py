@@ -1,11 +1,11 @@
-"""The judge registry: named judges from YAML files, and turning a `--judge` argument into a JudgeSpec.
+"""The judge registry: named judges from YAML files, and turning a `--judge` argument into a Judge.
 
 A judge is a model plus a reply style plus sampling overrides. Built-in
 suggestions live in ``judges/configs/*.yaml``; a user directory (the
 ``directory`` argument, else ``$SKILLMIX_JUDGES_DIR``) adds judges and replaces
 built-in ones of the same name, which is how a user points a suggested judge at
 their own copy of the weights. Anything that is not a registered name is read
-as a model argument (local path, URL(s), or ``openai:NAME``) with defaults.
+as a model argument (harness.core.models) with defaults.
 """
 
 from __future__ import annotations
@@ -13,41 +13,66 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
-from harness.client import SamplingParams
-from harness.errors import HarnessError
-from harness.serving import OPENAI_PREFIX
-from harness.taskfile import GRADING_STYLES, check_sampling
+from harness.core.errors import HarnessError
+from harness.core.models import OPENAI, OPENAI_PREFIX, Model, is_url, resolve_model, split_name
+from harness.core.taskfile import check_sampling
+from judges.styles import get_style
 
 BUILTIN_JUDGES_DIR = Path(__file__).resolve().parent / "configs"
 JUDGES_DIR_VARIABLE = "SKILLMIX_JUDGES_DIR"
 JUDGE_KEYS = ("name", "model", "style", "sampling", "vllm_args", "max_concurrency", "constrained", "description")
 # Names become store labels and parts of log-file names: no spaces or slashes.
 JUDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]*$")
-OPENAI_MAX_CONCURRENCY = 8  # the API rate-limits long before a local server would
 
 
 @dataclass(frozen=True)
-class JudgeSpec:
+class JudgeConfig:
+    """What a judge file says (the model is still text: its weights may not be on this machine)."""
+
     name: str  # label used in stores and reports
     model: str  # local path, URL(s) (comma-separated for replicas), or openai:NAME
-    style: str | None = None  # "table" | "items" | None -> the task's grading_style
+    style: str | None = None  # a judges.styles name; None -> the task's grading_style
     sampling: dict | None = None  # overrides the task's judge_sampling keys (temperature, max_tokens, top_p)
     vllm_args: tuple[str, ...] = ()  # e.g. ("--tensor-parallel-size", "8") for a 70B judge
-    max_concurrency: int | None = None
+    max_concurrency: int | None = None  # None: the default of the model's kind
     description: str = ""
     # vLLM judges only: decode the per-item reply under a regex of the rubric (structured outputs),
     # so every reply parses; for small open judges that drift from the format.
     constrained: bool = False
 
 
-def load_judges(directory: Path | None = None) -> dict[str, JudgeSpec]:
+@dataclass(frozen=True)
+class Judge:
+    """A resolved judge: the model that grades and how it is asked."""
+
+    name: str
+    model: Model
+    style: str | None = None  # None: the task's grading_style
+    sampling: Mapping[str, float | int] | None = None
+    constrained: bool = False
+    description: str = ""
+
+    def style_for(self, task_style: str) -> str:
+        return self.style or task_style
+
+    def sampling_for(self, task_sampling: Mapping[str, float | int]) -> dict[str, float | int]:
+        """The task's judge sampling with this judge's own overrides on top."""
+        return {**task_sampling, **(self.sampling or {})}
+
+    def constrain(self) -> Judge:
+        """Decode under the per-item rubric regex (vLLM structured outputs): vLLM judges only."""
+        if self.model.kind == OPENAI:
+            raise HarnessError(f"judge {self.name} is on the OpenAI API, which takes no regex; it cannot be constrained")
+        return replace(self, constrained=True, style="items")
+
+
+def load_judges(directory: Path | None = None) -> dict[str, JudgeConfig]:
     """Built-in judges plus those in ``directory`` (default: $SKILLMIX_JUDGES_DIR, if set), by name."""
     judges = _read_directory(BUILTIN_JUDGES_DIR)
     if directory is None and os.environ.get(JUDGES_DIR_VARIABLE):
@@ -61,62 +86,61 @@ def load_judges(directory: Path | None = None) -> dict[str, JudgeSpec]:
     return judges
 
 
-def resolve_judge(arg: str, directory: Path | None = None) -> JudgeSpec:
-    """A registered judge by name, or else a judge built from a model argument with defaults."""
-    arg = arg.strip()
-    if not arg:
+def resolve_judge(arg: str, directory: Path | None = None, *, vllm_args: tuple[str, ...] = ()) -> Judge:
+    """``[NAME=]JUDGE``: a registered judge by name, or else a judge on a model argument with defaults.
+
+    ``vllm_args`` are appended to the judge's own (``--judge-vllm-args``).
+    """
+    name, text = split_name(arg)
+    if not text:
         raise HarnessError("--judge is empty; give a registered judge name (`harness judges list`) or a model")
     judges = load_judges(directory)
-    if arg in judges:
-        return judges[arg]
-    if arg.startswith(OPENAI_PREFIX):
-        model = arg[len(OPENAI_PREFIX) :]
-        if not model:
-            raise HarnessError("--judge openai: needs a model name, e.g. openai:gpt-4o")
-        return JudgeSpec(name=model, model=arg, style="table", max_concurrency=OPENAI_MAX_CONCURRENCY)
-    urls = [part.strip() for part in arg.split(",")]
-    if any(url.startswith(("http://", "https://")) for url in urls):
-        if not all(url.startswith(("http://", "https://")) for url in urls):
-            raise HarnessError(f"--judge {arg}: mixes URLs with other text; give comma-separated server URLs only")
-        return JudgeSpec(name=f"judge@{urlparse(urls[0]).netloc}", model=",".join(urls))
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        return JudgeSpec(name=path.resolve().name, model=str(path.resolve()))
-    raise HarnessError(
-        f"--judge {arg}: not a registered judge ({', '.join(sorted(judges)) or 'none'}) and not a model "
-        "directory; give a judge name, a local model directory, a server URL, or openai:NAME"
-    )
+    config = judges.get(text)
+    if config is None:
+        if not (is_url(text) or text.startswith(OPENAI_PREFIX) or Path(text).expanduser().is_dir()):
+            raise HarnessError(
+                f"--judge {text}: not a registered judge ({', '.join(sorted(judges)) or 'none'}) and not a model "
+                "directory; give a judge name, a local model directory, a server URL, or openai:NAME"
+            )
+        model = resolve_model(text, "judge", vllm_args=vllm_args)
+        if model.kind == "url":
+            model = replace(model, name=f"judge@{model.source[0].split('://', 1)[1].split('/', 1)[0]}")
+        # GPT-4-class judges answer best in the table style the SKILL-MIX papers used.
+        style = "table" if model.kind == OPENAI else None
+        judge = Judge(name=model.name, model=model, style=style)
+    else:
+        check_judge_model(config)
+        model = resolve_model(
+            config.model, "judge", vllm_args=(*config.vllm_args, *vllm_args), max_concurrency=config.max_concurrency
+        )
+        judge = Judge(
+            name=config.name,
+            model=model,
+            style=config.style,
+            sampling=config.sampling,
+            constrained=config.constrained,
+            description=config.description,
+        )
+    if name:
+        judge = replace(judge, name=name)
+    return replace(judge, model=replace(judge.model, name=judge.name))
 
 
-def judge_model_args(spec: JudgeSpec) -> list[str]:
-    """The judge's model as `serve_roles` takes it: one value, or one per URL replica."""
-    parts = [part.strip() for part in spec.model.split(",")]
-    if len(parts) > 1 and all(part.startswith(("http://", "https://")) for part in parts):
-        return parts
-    return [spec.model]
-
-
-def judge_sampling(spec: JudgeSpec, task_sampling: Mapping[str, float | int]) -> SamplingParams:
-    """The task's judge sampling with the judge's own overrides on top."""
-    merged = {**task_sampling, **(spec.sampling or {})}
-    return SamplingParams(**merged)
-
-
-def check_judge_model(spec: JudgeSpec) -> None:
+def check_judge_model(config: JudgeConfig) -> None:
     """Fail early, naming the judge, when a local judge's weights are not where its config says."""
-    if spec.model.startswith((OPENAI_PREFIX, "http://", "https://")):
+    if config.model.startswith(OPENAI_PREFIX) or is_url(config.model):
         return
-    path = Path(spec.model)
+    path = Path(config.model)
     if not (path / "config.json").is_file():
         raise HarnessError(
-            f"judge {spec.name}: no model at {path} (no config.json there). Put the weights there, or add a "
-            f"YAML file named {spec.name}.yaml with your own 'model:' path to a judges directory and pass it "
+            f"judge {config.name}: no model at {path} (no config.json there). Put the weights there, or add a "
+            f"YAML file named {config.name}.yaml with your own 'model:' path to a judges directory and pass it "
             f"with --judges-dir or ${JUDGES_DIR_VARIABLE} (see judges/README.md)"
         )
 
 
-def _read_directory(directory: Path) -> dict[str, JudgeSpec]:
-    judges: dict[str, JudgeSpec] = {}
+def _read_directory(directory: Path) -> dict[str, JudgeConfig]:
+    judges: dict[str, JudgeConfig] = {}
     sources: dict[str, Path] = {}
     for path in sorted(directory.glob("*.y*ml")):
         if path.suffix not in (".yaml", ".yml"):
@@ -129,7 +153,7 @@ def _read_directory(directory: Path) -> dict[str, JudgeSpec]:
     return judges
 
 
-def read_judge_file(path: Path) -> JudgeSpec:
+def read_judge_file(path: Path) -> JudgeConfig:
     """One judge YAML file, validated; every error names the file."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -147,7 +171,7 @@ def read_judge_file(path: Path) -> JudgeSpec:
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not JUDGE_NAME.match(name):
         raise HarnessError(f"{path}: 'name' must be letters, digits and . _ @ : + - (no spaces), got {name!r}")
-    return JudgeSpec(
+    return JudgeConfig(
         name=name,
         model=_model(raw, path),
         style=_style(raw, path),
@@ -163,7 +187,7 @@ def _constrained(raw: dict[str, Any], path: Path) -> bool:
     value = raw.get("constrained", False)
     if not isinstance(value, bool):
         raise HarnessError(f"{path}: 'constrained' must be true or false, got {value!r}")
-    if value and str(raw.get("model", "")).startswith("openai:"):
+    if value and str(raw.get("model", "")).startswith(OPENAI_PREFIX):
         raise HarnessError(f"{path}: 'constrained' needs a vLLM judge; the OpenAI API takes no regex")
     if value and raw.get("style") == "table":
         raise HarnessError(f"{path}: 'constrained' applies to the per-item style; drop 'style: table'")
@@ -184,8 +208,8 @@ def _model(raw: dict[str, Any], path: Path) -> str:
 
 def _style(raw: dict[str, Any], path: Path) -> str | None:
     style = raw.get("style")
-    if style is not None and style not in GRADING_STYLES:
-        raise HarnessError(f"{path}: 'style' must be one of {', '.join(GRADING_STYLES)} (or left out), got {style!r}")
+    if style is not None:
+        get_style(str(style), f"{path}: 'style'")
     return style
 
 

@@ -24,16 +24,18 @@ Sentence-counting rule (``count_sentences``)
    stray punctuation alone does not, and empty or whitespace-only text counts 0.
 Line breaks are not sentence ends by themselves.
 
-Explicit-name penalty (``final_points``)
-----------------------------------------
-A skill's point becomes 0 when the answer names the skill. The name is the part
-of the skill before any parenthesis, stripped and lower-cased
-("folk physics (common knowledge physics)" -> "folk physics"). It is matched
-case-insensitively as a whole-word phrase: it must not be glued to a letter or
-digit on either side ("metaphor" does not match "metaphors" or "metaphorical"),
-and between the name's words any run of spaces or hyphens is accepted, so the
-name "self serving bias" matches "self-serving bias" and "Self Serving  bias".
-Curly apostrophes count as straight ones.
+Explicit-name penalty (``Score.corrected``)
+------------------------------------------
+A skill's point becomes 0 when the answer names the skill, matched as
+harness.core.names describes: the name before any parenthesis, lower-cased,
+as a whole-word phrase, spaces and hyphens alike between its words.
+
+Scores (``Score``)
+------------------
+A judge's reading of one reply, a vote over grading runs, or a human's labels
+are all a ``Score``: one value per skill, then topic, sense and sentences, each
+in [0, 1] or None where nothing was given. This module is the only place that
+knows that layout; everything else asks a Score for its parts.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.names import names_skill
+from harness.core.prompts import sentence_limit
 
 RUBRIC_KINDS = ("skill", "topic", "sense", "sentences")
+SKILL_KIND, *OTHER_KINDS = RUBRIC_KINDS
 
 _ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "st", "prof", "jr", "sr", "vs", "etc"})
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
@@ -74,13 +79,6 @@ class RubricItem:
         return self.label
 
 
-def sentence_limit(k: int) -> int:
-    """The most sentences an answer for k skills may have."""
-    if k < 1:
-        raise HarnessError(f"k must be at least 1 (got {k}); a combination needs one skill or more")
-    return max(1, k - 1)
-
-
 def _sentences_label(n: int) -> str:
     return f"at most {n} sentence" if n == 1 else f"at most {n} sentences"
 
@@ -98,6 +96,11 @@ def rubric_items(skills: Sequence[str], topic: str) -> list[RubricItem]:
     items.append(RubricItem("sense", "makes sense"))
     items.append(RubricItem("sentences", _sentences_label(sentence_limit(len(skills)))))
     return items
+
+
+def rubric_lines(skills: Sequence[str], topic: str) -> list[str]:
+    """The rubric items as a judge reads them, capitalised, in rubric order."""
+    return [item.criterion[:1].upper() + item.criterion[1:] for item in rubric_items(skills, topic)]
 
 
 def _is_abbreviation(text_before: str) -> bool:
@@ -128,55 +131,6 @@ def count_sentences(text: str) -> int:
     return count
 
 
-def skill_name(skill: str) -> str:
-    """The part of a skill before any parenthesis, stripped and lower-cased."""
-    return skill.split("(", 1)[0].strip().lower()
-
-
-def _name_pattern(name: str) -> re.Pattern[str] | None:
-    words = re.split(r"[\s\-]+", name.replace("\u2019", "'"))
-    words = [word for word in words if word]
-    if not words:
-        return None
-    phrase = r"[\s\-]+".join(re.escape(word) for word in words)
-    return re.compile(rf"(?<![^\W_]){phrase}(?![^\W_])", re.IGNORECASE)
-
-
-def names_skill(answer: str, skill: str) -> bool:
-    """True when ``answer`` contains the skill's name (see the module docstring)."""
-    pattern = _name_pattern(skill_name(skill))
-    return pattern is not None and pattern.search(answer.replace("\u2019", "'")) is not None
-
-
-def final_points(
-    judge_points: Sequence[float | None],
-    answer: str,
-    skills: Sequence[str],
-    *,
-    name_penalty: bool = True,
-) -> list[float | None]:
-    """The judge's k + 3 values after the code-side corrections.
-
-    The sentence point is always recomputed from ``answer`` (1.0 or 0.0), even
-    where the judge gave none. With ``name_penalty`` a skill's point becomes 0.0
-    when the answer names the skill. A missing (None) skill, topic or sense
-    value stays None: the grading run is unscored there, and a penalty must not
-    turn "unscored" into a score.
-    """
-    k = len(skills)
-    if len(judge_points) != k + 3:
-        raise HarnessError(
-            f"expected {k + 3} judge points for {k} skills (k + 3, in rubric order), got {len(judge_points)}"
-        )
-    points: list[float | None] = [None if value is None else float(value) for value in judge_points]
-    if name_penalty:
-        for index, skill in enumerate(skills):
-            if points[index] is not None and names_skill(answer, skill):
-                points[index] = 0.0
-    points[k + 2] = 1.0 if count_sentences(answer) <= sentence_limit(k) else 0.0
-    return points
-
-
 def is_earned(value: float | None) -> bool | None:
     """Whether a rubric value earns its point: None stays None, 1 earns, less does not.
 
@@ -187,3 +141,109 @@ def is_earned(value: float | None) -> bool | None:
     if value is None:
         return None
     return value >= 1
+
+
+Value = float | None
+
+
+@dataclass(frozen=True)
+class Score:
+    """The k + 3 rubric values of one answer: per skill, then topic, sense and sentences."""
+
+    skills: tuple[Value, ...]
+    topic: Value
+    sense: Value
+    sentences: Value
+
+    def __post_init__(self) -> None:
+        if not self.skills:
+            raise HarnessError("a score needs at least one skill value")
+
+    # -- building ------------------------------------------------------------------
+    @classmethod
+    def from_points(cls, points: Sequence[Value]) -> Score:
+        """A score from its values in rubric order (skills..., topic, sense, sentences)."""
+        values = [None if value is None else float(value) for value in points]
+        if len(values) < len(OTHER_KINDS) + 1:
+            raise HarnessError(
+                f"a score needs one value per skill plus topic, sense and sentences; got {len(values)} values"
+            )
+        *skills, topic, sense, sentences = values
+        return cls(tuple(skills), topic, sense, sentences)
+
+    @classmethod
+    def empty(cls, k: int) -> Score:
+        """No value anywhere: what an unparseable reply gives."""
+        return cls((None,) * k, None, None, None)
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        return len(self.skills)
+
+    @property
+    def points(self) -> tuple[Value, ...]:
+        """The values in rubric order, as stored and as rating items are numbered."""
+        return (*self.skills, self.topic, self.sense, self.sentences)
+
+    @property
+    def others(self) -> tuple[Value, Value, Value]:
+        """Topic, sense and sentences."""
+        return (self.topic, self.sense, self.sentences)
+
+    @property
+    def usable(self) -> bool:
+        """Every skill, topic and sense value is present. The sentence value is not needed:
+        code recomputes it from the answer."""
+        return all(value is not None for value in (*self.skills, self.topic, self.sense))
+
+    @property
+    def complete(self) -> bool:
+        return all(value is not None for value in self.points)
+
+    def skills_earned(self) -> int:
+        return sum(bool(is_earned(value)) for value in self.skills)
+
+    def others_earned(self) -> int:
+        return sum(bool(is_earned(value)) for value in self.others)
+
+    def earned(self) -> int:
+        """Points earned over all k + 3 items."""
+        return self.skills_earned() + self.others_earned()
+
+    def with_points(self, points: Sequence[Value]) -> Score:
+        """A score of the same k from new values in rubric order (a vote, say)."""
+        score = Score.from_points(points)
+        if score.k != self.k:
+            raise HarnessError(f"expected {len(self.points)} values for k={self.k}, got {len(points)}")
+        return score
+
+    def corrected(self, answer: str, skills: Sequence[str], *, name_penalty: bool = True) -> Score:
+        """The score after the code-side corrections.
+
+        The sentence value is always recomputed from ``answer`` (1.0 or 0.0), even
+        where the judge gave none. With ``name_penalty`` a skill's value becomes 0.0
+        when the answer names the skill. A missing (None) skill, topic or sense value
+        stays None: the grading run is unscored there, and a penalty must not turn
+        "unscored" into a score.
+        """
+        if len(skills) != self.k:
+            raise HarnessError(f"a score for {self.k} skills cannot be corrected against {len(skills)} skills")
+        values = list(self.skills)
+        if name_penalty:
+            values = [0.0 if value is not None and names_skill(answer, skill) else value
+                      for value, skill in zip(values, skills, strict=True)]  # fmt: skip
+        sentences = 1.0 if count_sentences(answer) <= sentence_limit(self.k) else 0.0
+        return Score(tuple(values), self.topic, self.sense, sentences)
+
+
+def item_count(k: int) -> int:
+    """How many rubric items an answer with k skills has."""
+    if k < 1:
+        raise HarnessError(f"k must be at least 1 (got {k}); a combination needs one skill or more")
+    return k + len(OTHER_KINDS)
+
+
+def item_kinds(k: int) -> tuple[str, ...]:
+    """Rubric kind of each item position for an answer with k skills."""
+    return (SKILL_KIND,) * k + tuple(OTHER_KINDS)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness.server import Endpoint
+from harness.core.models import Endpoint, Model
 
 
 class ScriptedServer:
@@ -106,3 +106,13 @@ class ScriptedServer:
     def __exit__(self, *args: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def connected_model(
+    role: str, identity: str, endpoints: tuple[Endpoint, ...], *, max_concurrency: int | None = None, seeded: bool = True
+) -> Model:
+    """A Model already connected to ``endpoints``, as harness.core.connect would yield it."""
+    return Model(
+        name=f"{role}-under-test", role=role, kind="url", source=tuple(e.base_url for e in endpoints),
+        reference=identity, max_concurrency=max_concurrency, identity=identity, endpoints=endpoints, seeded=seeded,
+    )  # fmt: skip

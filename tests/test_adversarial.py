@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from scripted_server import ScriptedServer
+from scripted_server import ScriptedServer, connected_model
 
-from harness.client import ModelClient, ModelRef, RetryPolicy, SamplingParams
-from harness.errors import HarnessError
-from harness.prompts import BEGIN_MARKER, END_MARKER
-from harness.registry import load_registry
+from harness.core.client import ModelClient, RetryPolicy, SamplingParams
+from harness.core.errors import HarnessError
+from harness.core.registry import load_registry
+from harness.core.store import AnswerKey, Grade
 from judges.adversarial import AdversarialCase, judge_case, load_cases, run_adversarial
-from judges.parsing import is_usable, parse_grade
+from judges.grader import BEGIN_MARKER, END_MARKER, Grader
+from judges.registry import Judge
+from judges.rubric import Score
+from judges.styles import parse_grade, read_reply
 
 SAMPLING = SamplingParams(temperature=0.0, max_tokens=256)
 RUBRIC_HEADER = re.compile(r"^Rubric \((\d+) items, one point each\):$", re.MULTILINE)
@@ -76,8 +79,19 @@ class ScriptedJudge(ScriptedServer):
 
     def client(self) -> ModelClient:
         # Four in flight stays under the test server's listen backlog of five, so no connection waits on a SYN retry.
-        ref = ModelRef("judge", "scripted-judge", (self.endpoint,), max_concurrency=4)
-        return ModelClient(ref, None, RetryPolicy(max_retries=1, base_delay=0.05, timeout=10))
+        model = connected_model("judge", "scripted-judge", (self.endpoint,), max_concurrency=4)
+        return ModelClient(model, None, RetryPolicy(max_retries=1, base_delay=0.05, timeout=10))
+
+
+def grader(client: ModelClient, style: str | None, attempts: int = 3) -> Grader:
+    return Grader(Judge("scripted-judge", client.model, style=style, sampling={"temperature": 0.0}), client,
+                  max_attempts=attempts)  # fmt: skip
+
+
+def grade_of(case: AdversarialCase, reply: str, style: str) -> Grade:
+    score = read_reply(reply, case.skills, case.topic, style).score
+    key = AnswerKey("skillmix-k1-all", 0, "adversarial", 0)
+    return Grade(key, "j", 0, style, "prompt", reply, 1, score.points, score.usable)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +110,7 @@ def check(answer: Callable[[str], str], style: str | None, registry, cases, runs
         async def go():
             client = judge.client()
             try:
-                return await run_adversarial(client, style, SAMPLING, cases=cases, runs=runs, registry=registry)
+                return await run_adversarial(grader(client, style), cases=cases, runs=runs, registry=registry)
             finally:
                 await client.aclose()
 
@@ -113,8 +127,8 @@ def test_builtin_cases_are_well_formed(cases) -> None:
         assert kind in kinds
     for case in cases:
         assert "skills" in case.must_be_zero and 1 <= case.k <= 5
-        assert set(case.zero_indices()) >= set(range(case.k))
-        assert case.k + 2 not in case.zero_indices()  # the sentence point is code's, never the judge's
+        assert "skill" in case.zero_kinds()
+        assert "sentences" not in case.zero_kinds()  # the sentence point is code's, never the judge's
 
 
 @pytest.mark.parametrize("style", ["items", "table"])
@@ -124,7 +138,7 @@ def test_a_judge_that_always_gives_full_marks_is_fooled_by_every_case(style: str
     assert [r.case_id for r in report.results] == [case.id for case in cases]
     assert all(r.outcome == "fooled" for r in report.results), [(r.case_id, r.points) for r in report.results]
     for result, case in zip(report.results, cases, strict=True):
-        assert len(result.earned) == len(case.zero_indices())
+        assert len(result.earned) == case.k + len(case.zero_kinds() - {"skill"})
     totals = report.totals
     assert (totals.fooled, totals.held, totals.unscored, totals.fooled_rate) == (len(cases), 0, 0, 1.0)
     assert report.style == style
@@ -138,7 +152,8 @@ def test_a_judge_that_always_gives_zero_is_never_fooled(registry, cases) -> None
 
 
 def test_garbage_replies_are_unscored_never_held_or_fooled(registry, cases) -> None:
-    report, _ = check(garbage, "items", registry, cases)
+    report, prompts = check(garbage, "items", registry, cases)
+    assert len(prompts) == 3 * len(cases)  # the real grading path asks again before it gives up
     assert {r.outcome for r in report.results} == {"unscored"}
     totals = report.totals
     assert (totals.graded, totals.fooled, totals.held, totals.unscored) == (len(cases), 0, 0, len(cases))
@@ -185,8 +200,8 @@ def test_unusable_partial_reply_is_unscored_even_when_it_awards_a_skill(cases) -
     case = next(c for c in cases if c.k >= 2)
     reply = f"1. Correctly illustrates {case.skills[0]}\nPoint earned: 1\n"
     points = parse_grade(reply, case.skills, case.topic, "items")
-    assert points[0] == 1 and not is_usable(points, case.k)
-    assert judge_case(case, 0, reply, "items").outcome == "unscored"
+    assert points[0] == 1 and not Score.from_points(points).usable
+    assert judge_case(case, 0, grade_of(case, reply, "items")).outcome == "unscored"
 
 
 def test_half_points_do_not_count_as_fooled(cases) -> None:
@@ -197,7 +212,7 @@ def test_half_points_do_not_count_as_fooled(cases) -> None:
         for label, value in zip([*case.skills, case.topic, "makes sense", "at most"], values, strict=True)
     ]
     reply = "| Criteria | Points Earned |\n|---|---|\n" + "\n".join(rows)
-    assert judge_case(case, 0, reply, "table").outcome == "held"
+    assert judge_case(case, 0, grade_of(case, reply, "table")).outcome == "held"
 
 
 def test_report_dict_and_markdown(registry, cases) -> None:
@@ -240,7 +255,9 @@ def test_unknown_skill_names_the_case(tmp_path: Path, registry) -> None:
     path = tmp_path / "cases.yaml"
     path.write_text("- {id: odd, kind: x, skills: [no such skill], topic: t, must_be_zero: [skills], answer: hi}\n")
     with pytest.raises(HarnessError, match="adversarial case odd: skill 'no such skill' is not in the catalog"):
-        asyncio.run(run_adversarial(None, None, SAMPLING, cases=load_cases(path), registry=registry))  # type: ignore[arg-type]
+        with ScriptedJudge(ZERO) as judge:
+            asyncio.run(run_adversarial(grader(judge.client(), None), cases=load_cases(path), registry=registry))
+    assert judge.prompts == []  # a bad case fails before any model call
 
 
 def test_cli_checks_a_url_judge_and_writes_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,16 +315,16 @@ def test_cli_rejects_unavailable_local_weights_before_serving(tmp_path: Path) ->
 @pytest.mark.integration
 def test_a_real_tiny_vllm_judge_is_accounted_for(vllm_servers, tiny_models, registry, cases) -> None:
     """A random tiny model writes noise: every case must land in exactly one outcome, never held by accident."""
-    from harness.identity import local_model_identity
+    from harness.core.identity import local_model_identity
 
     _, endpoints = vllm_servers
-    ref = ModelRef("judge", local_model_identity(tiny_models["judge"]), (endpoints["judge"],))
+    model = connected_model("judge", local_model_identity(tiny_models["judge"]), (endpoints["judge"],))
 
     async def go():
-        client = ModelClient(ref, None)
+        client = ModelClient(model, None)
+        judge = Judge("tiny", model, sampling={"temperature": 0.0, "max_tokens": 64})
         try:
-            return await run_adversarial(client, None, SamplingParams(temperature=0.0, max_tokens=64), cases=cases,
-                                         registry=registry)  # fmt: skip
+            return await run_adversarial(Grader(judge, client, max_attempts=1), cases=cases, registry=registry)
         finally:
             await client.aclose()
 
@@ -316,5 +333,5 @@ def test_a_real_tiny_vllm_judge_is_accounted_for(vllm_servers, tiny_models, regi
     assert totals.graded == len(cases) == totals.fooled + totals.held + totals.unscored
     assert {r.case_id for r in report.results} == {case.id for case in cases}
     for result, case in zip(report.results, cases, strict=True):
-        usable = is_usable(parse_grade(result.reply, case.skills, case.topic, "items"), case.k)
+        usable = Score.from_points(parse_grade(result.reply, case.skills, case.topic, "items")).usable
         assert (result.outcome == "unscored") == (not usable)

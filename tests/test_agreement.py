@@ -1,14 +1,23 @@
-"""Agreement statistics, checked by hand and against scikit-learn, krippendorff and scipy."""
+"""Agreement statistics, checked by hand and against scikit-learn, krippendorff and scipy.
+
+judges.agreement calls those libraries; the comparisons check how it feeds them (label
+sequences, missing labels, value counts) and the hand-worked values pin the results.
+"""
 
 import json
 import math
+import warnings
 
+import krippendorff
 import numpy as np
 import pytest
+from scipy import stats
+from sklearn import metrics
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from judges.agreement import (
     Rating,
+    alpha_from_counts,
     bootstrap,
     cohen_kappa,
     confusion,
@@ -44,6 +53,10 @@ def test_confusion_by_hand():
     assert confusion(RATER_A, RATER_B).tolist() == [[3, 1], [2, 4]]
     with pytest.raises(ValueError):
         confusion([2], [1])
+    # scikit-learn alone would drop the (2, 1) pair and count the rest
+    with pytest.raises(ValueError):
+        confusion([0, 2], [0, 1])
+    assert confusion([], []).tolist() == [[0, 0], [0, 0]]
 
 
 def test_alpha_by_hand_two_raters():
@@ -75,7 +88,6 @@ def _correlated_labels(rng, n_raters, n_units, flip=0.25, missing=0.2, n_values=
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_alpha_matches_krippendorff_package(seed):
-    krippendorff = pytest.importorskip("krippendorff")
     labels = _correlated_labels(np.random.default_rng(seed), n_raters=4, n_units=60)
     units = [[None if np.isnan(v) else int(v) for v in column] for column in labels.T]
     expected = krippendorff.alpha(reliability_data=labels, level_of_measurement="nominal")
@@ -83,7 +95,6 @@ def test_alpha_matches_krippendorff_package(seed):
 
 
 def test_alpha_matches_krippendorff_package_three_values():
-    krippendorff = pytest.importorskip("krippendorff")
     labels = _correlated_labels(np.random.default_rng(7), n_raters=3, n_units=40, n_values=3)
     units = [[None if np.isnan(v) else int(v) for v in column] for column in labels.T]
     expected = krippendorff.alpha(reliability_data=labels, level_of_measurement="nominal")
@@ -94,11 +105,12 @@ def test_alpha_degenerate():
     assert math.isnan(krippendorff_alpha([[1, 1], [1, 1, None]]))  # one value only
     assert math.isnan(krippendorff_alpha([[1, None], [None, 0]]))  # nothing pairable
     assert math.isnan(krippendorff_alpha([]))
+    # a bootstrap resample that kept only units labelled 0 (the domain still has 0 and 1)
+    assert math.isnan(alpha_from_counts(np.array([[2.0, 0.0], [3.0, 0.0]])))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kappa_matches_scikit_learn(seed):
-    metrics = pytest.importorskip("sklearn.metrics")
     labels = _correlated_labels(np.random.default_rng(seed), 2, 80, missing=0, n_values=2 + seed)
     a, b = labels.astype(int).tolist()
     assert cohen_kappa(a, b) == pytest.approx(metrics.cohen_kappa_score(a, b), abs=1e-12)
@@ -124,11 +136,23 @@ def test_kendall_tau_by_hand():
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
     assert math.isnan(kendall_tau([1], [1]))
+    assert math.isnan(kendall_tau([], []))
+    assert math.isnan(kendall_tau([1, 2], [5, 5]))
+
+
+def test_undefined_statistics_are_quiet_nans():
+    # the libraries warn on these; the report explains them in its notes instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(cohen_kappa([0, 0], [0, 0]))
+        assert math.isnan(krippendorff_alpha([[1, 1], [1, 1]]))
+        assert math.isnan(alpha_from_counts(np.array([[0.0, 2.0], [0.0, 3.0]])))
+        assert math.isnan(kendall_tau([1], [2]))
+        assert math.isnan(kendall_tau([3, 3, 3], [1, 2, 3]))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kendall_tau_matches_scipy_with_ties(seed):
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 4, size=12).tolist()  # small range forces ties
     y = (np.array(x) + rng.integers(-1, 2, size=12)).tolist()
@@ -173,9 +197,7 @@ def _aligned(ratings, kind, rater_a, rater_b):
     table = {(r.item, r.criterion, r.rater): r.label for r in ratings}
     keys = sorted({(r.item, r.criterion) for r in ratings if kind in (None, r.criterion)})
     pairs = [
-        (table[(*k, rater_a)], table[(*k, rater_b)])
-        for k in keys
-        if (*k, rater_a) in table and (*k, rater_b) in table
+        (table[(*k, rater_a)], table[(*k, rater_b)]) for k in keys if (*k, rater_a) in table and (*k, rater_b) in table
     ]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
@@ -205,7 +227,6 @@ def test_report_matches_the_plain_statistics():
 
 
 def test_report_alpha_matches_krippendorff_package():
-    krippendorff = pytest.importorskip("krippendorff")
     ratings = _ratings()
     report = agreement_report(ratings, n_resamples=50)
     units = sorted({(r.item, r.criterion) for r in ratings if r.criterion == "skill"})
@@ -287,9 +308,7 @@ def _write(tmp_path, text):
 
 
 def test_read_ratings_csv(tmp_path):
-    path = _write(
-        tmp_path, "item,criterion,rater,label,note\nq1,skill,gpt4,1,x\nq1,skill, human ,0,\n"
-    )
+    path = _write(tmp_path, "item,criterion,rater,label,note\nq1,skill,gpt4,1,x\nq1,skill, human ,0,\n")
     assert read_ratings_csv(path) == [
         Rating("q1", "skill", "gpt4", 1),
         Rating("q1", "skill", "human", 0),
@@ -317,9 +336,7 @@ def test_read_ratings_csv_errors_name_the_line(tmp_path, text, message):
 
 
 def test_duplicate_names_both_lines(tmp_path):
-    path = _write(
-        tmp_path, "item,criterion,rater,label\nq1,skill,a,1\nq2,skill,a,0\nq1,skill,a,0\n"
-    )
+    path = _write(tmp_path, "item,criterion,rater,label\nq1,skill,a,1\nq2,skill,a,0\nq1,skill,a,0\n")
     with pytest.raises(HarnessError, match="line 4: .* on line 2"):
         read_ratings_csv(path)
 
@@ -327,3 +344,25 @@ def test_duplicate_names_both_lines(tmp_path):
 def test_missing_ratings_file(tmp_path):
     with pytest.raises(HarnessError, match="cannot read"):
         read_ratings_csv(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resampled_kappas_are_scikit_learns_resample_by_resample(seed: int) -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from judges.agreement import kappa_resamples, resample_indices
+
+    rng = np.random.default_rng(100 + seed)
+    pairs = rng.integers(0, 2, size=(25 + seed * 10, 2))
+    pairs[: 10 + seed, 1] = pairs[: 10 + seed, 0]  # some agreement, so kappa is not just noise
+    kappas = kappa_resamples(pairs, n_resamples=200, seed=seed)
+    indices = resample_indices(len(pairs), 200, seed)
+    assert kappas.shape == (200,) and indices.shape == (200, len(pairs))
+    for kappa, index in zip(kappas, indices, strict=True):
+        resample = pairs[index]
+        if len(set(resample[:, 0])) == len(set(resample[:, 1])) == 1 and resample[0, 0] == resample[0, 1]:
+            assert np.isnan(kappa)  # one label everywhere: chance agreement is 1
+        else:
+            assert kappa == pytest.approx(cohen_kappa_score(resample[:, 0], resample[:, 1]), abs=1e-12)
+    # a constant pair of raters gives undefined kappa in every resample
+    assert np.isnan(kappa_resamples(np.ones((5, 2), dtype=int), n_resamples=10)).all()

@@ -20,9 +20,11 @@ from scripted_server import ScriptedServer
 
 from harness.cli import cli
 from harness.cli.agreement import agreement, labels
-from harness.errors import HarnessError
-from harness.store import Generation, Grade, ModelRecord, RunStore
-from judges.parsing import is_usable, parse_grade
+from harness.core.errors import HarnessError
+from harness.core.models import Model
+from harness.core.store import AnswerKey, Generation, Grade, RunStore
+from judges.rubric import Score
+from judges.styles import parse_grade
 
 DATA = Path(__file__).parent / "data" / "agreement"
 TASK = "skillmix-small-k2-all"  # k = 2: items are skill, skill, topic, sense, sentences
@@ -273,11 +275,11 @@ def test_export_samples_reproducibly_with_a_column_per_rubric_item(two_judge_run
     assert len(first) == 3
     assert [column for column in first[0] if column.startswith("item_")] == [f"item_{i}" for i in range(1, 6)]
     store = RunStore(two_judge_run, create=False)
-    by_id = {f"{g.task}/{g.combination}/{g.student}/{g.generation_round}": g for g in store.generations()}
+    by_id = {"/".join(map(str, g.key)): g for g in store.generations()}
     for row in first:
         generation = by_id[row["id"]]
         assert row["task"] == generation.turn1_prompt and row["answer"] == generation.answer
-        skills, topic = store.combinations(TASK)[generation.combination]
+        skills, topic = store.combinations(TASK)[generation.key.combination]
         assert row["k"] == "2" and f"item_3: pertains to {topic}" in row["rubric"]
         assert f"item_1: correctly illustrates {skills[0]}" in row["rubric"]
         assert all(row[f"item_{i}"] == "" for i in range(1, 6))
@@ -353,18 +355,18 @@ def reference_store(reference_dir: Path, run_dir: Path) -> list[dict]:
     store = RunStore(run_dir)
     store.record_task(task, {"k": 3, "split": "all", "generation_rounds": 3, "grading_runs": 3},
                       [(index, skills, topic) for index, (skills, topic) in sorted(combinations.items())])  # fmt: skip
-    store.record_model(ModelRecord("llama2-7b-chat", "student", "recorded", "reference"))
-    store.record_model(ModelRecord("gpt-4", "judge", "recorded", "reference"))
+    for name, role in (("llama2-7b-chat", "student"), ("gpt-4", "judge")):
+        store.record_model(Model(name, role, "imported", ("reference",), "reference", identity="recorded"))
     answers = {(r["generation_round"], r["combination_index"]): r["student_answer"] for r in records}
     for (generation_round, index), answer in sorted(answers.items()):
         store.add_generation(
-            Generation(task, index, "llama2-7b-chat", generation_round, "", "", "", "", answer, True, None)
+            Generation(AnswerKey(task, index, "llama2-7b-chat", generation_round), "", "", "", "", answer, True, None)
         )
     for r in records:
         points = tuple(parse_grade(r["judge_reply"], r["skills"], r["topic"]))
         store.add_grade(
-            Grade(task, r["combination_index"], "llama2-7b-chat", r["generation_round"], "gpt-4", r["grading_run"],
-                  "recorded", r["judge_prompt"], r["judge_reply"], 1, points, is_usable(points, r["k"]))
+            Grade(AnswerKey(task, r["combination_index"], "llama2-7b-chat", r["generation_round"]), "gpt-4",
+                  r["grading_run"], "recorded", r["judge_prompt"], r["judge_reply"], 1, points, Score.from_points(points).usable)
         )  # fmt: skip
     store.close()
     return records

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.audit import HeldoutTerms, audit_dataset, heldout_tasks
 from harness.cli.data import data
-from harness.errors import HarnessError
-from harness.prompts import render_student_turn1
-from harness.registry import load_registry
+from harness.core.audit import HeldoutTerms, audit_dataset, heldout_tasks
+from harness.core.errors import HarnessError
+from harness.core.prompts import render_student_turn1
+from harness.core.registry import load_registry
 
 TEXT = "The harbour master checked the tide table before dawn."
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import load_open_catalog, load_skillmix_catalog
-from harness.errors import HarnessError
+from harness.core.catalog import load_open_catalog, load_skillmix_catalog
+from harness.core.errors import HarnessError
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE_CATALOG = DATA / "catalog"

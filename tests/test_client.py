@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from scripted_server import ScriptedServer
+from scripted_server import ScriptedServer, connected_model
 
-from harness.cache import ResponseCache
-from harness.client import ModelClient, ModelRef, RetryPolicy, SamplingParams
-from harness.errors import HarnessError
-from harness.identity import fingerprint, local_model_identity
-from harness.server import Endpoint
+from harness.core.cache import ResponseCache
+from harness.core.client import ModelClient, RetryPolicy, SamplingParams
+from harness.core.errors import HarnessError
+from harness.core.identity import fingerprint, local_model_identity
+from harness.core.models import Endpoint
 
 MESSAGES = [{"role": "user", "content": "Write one sentence about tides."}]
 
@@ -22,7 +22,7 @@ FAST = RetryPolicy(max_retries=4, base_delay=0.05, max_delay=2.0, timeout=10)
 
 def make_client(server_or_endpoints, cache: ResponseCache | None, identity: str = "scripted@1", **kwargs) -> ModelClient:
     endpoints = server_or_endpoints if isinstance(server_or_endpoints, tuple) else (server_or_endpoints.endpoint,)
-    ref = ModelRef(role="student", identity=identity, endpoints=endpoints, **kwargs)
+    ref = connected_model("student", identity, endpoints, **kwargs)
     return ModelClient(ref, cache, FAST)
 
 
@@ -137,7 +137,7 @@ def test_fingerprint_changes_when_weights_change(tmp_path: Path) -> None:
 
 
 def test_fingerprint_samples_large_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.identity as identity
+    import harness.core.identity as identity
 
     monkeypatch.setattr(identity, "WHOLE_FILE_LIMIT", 1024)
     monkeypatch.setattr(identity, "SAMPLE_SIZE", 64)

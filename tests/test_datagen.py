@@ -20,12 +20,13 @@ import pytest
 from click.testing import CliRunner
 from scripted_server import ScriptedServer
 
-from harness.audit import audit_dataset, heldout_tasks
 from harness.cli.data import generate_data
+from harness.core.audit import audit_dataset, heldout_tasks
+from harness.core.errors import HarnessError
+from harness.core.prompts import render_student_turn1
+from harness.core.registry import load_registry
 from harness.datagen import KEPT, REJECTED, UNSCORED, KeepRule, answer_verdict, parse_ks
-from harness.errors import HarnessError
-from harness.prompts import render_student_turn1
-from harness.registry import load_registry
+from judges.rubric import Score
 from trainers.dataset import load_conversations
 
 FAMILY = "skillmix-small"  # one generation round and one grading run per answer
@@ -200,12 +201,12 @@ def test_a_store_with_a_heldout_skill_is_refused_at_export(tmp_path: Path) -> No
 
 
 def test_answer_verdict_rules() -> None:
-    full, missing_one = [1, 1, 1, 1], [0, 1, 1, 1]
+    full, missing_one = Score.from_points([1, 1, 1, 1]), Score.from_points([0, 1, 1, 1])
     assert answer_verdict([full], 4) == KEPT
     assert answer_verdict([missing_one], 4) == REJECTED
     assert answer_verdict([missing_one], 3) == KEPT
     assert answer_verdict([None], 4) == UNSCORED
-    assert answer_verdict([[1, None, 1, 1]], 3) == UNSCORED  # a missing point is never read as 0 or 1
+    assert answer_verdict([Score.from_points([1, None, 1, 1])], 3) == UNSCORED  # a missing point is never read as 0 or 1
     assert answer_verdict([full, None], 4) == UNSCORED  # one judge could not score it
     assert answer_verdict([missing_one, None], 4) == REJECTED
     assert answer_verdict([full, missing_one], 4) == REJECTED

@@ -1,4 +1,4 @@
-"""Tests for harness.interop: importing a SKILL-MIX reference results tree into a run store.
+"""Tests for harness.skillmix_tree and harness.skillmix_import: importing a SKILL-MIX reference results tree into a run store.
 
 Two trees: the hand-written one committed under tests/data/skillmix-tree, and one built at test time
 from the real GPT-4 replies in the reference data (skipped when ../shared/reference is absent).
@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli.interop import import_skillmix as import_command
-from harness.errors import HarnessError
-from harness.interop import import_skillmix, parse_graded_dir, parse_round_dir, split_skills
-from harness.store import RunStore
-from judges.parsing import is_usable, parse_grade
+from harness.cli.skillmix import import_skillmix as import_command
+from harness.core.errors import HarnessError
+from harness.core.store import RunStore
+from harness.skillmix_import import import_skillmix
+from harness.skillmix_tree import parse_graded_dir, parse_round_dir, split_skills
+from judges.rubric import Score
+from judges.styles import parse_grade
 
 FIXTURE = Path(__file__).parent / "data" / "skillmix-tree"
 TASK = "skillmix-import-k2-s7-vdefault"
@@ -109,13 +111,13 @@ def test_fixture_tree_counts_and_config(tmp_path: Path):
 def test_fixture_generations_carry_the_final_answer_and_both_turns(tmp_path: Path):
     import_skillmix(FIXTURE, tmp_path / "run")
     store = RunStore(tmp_path / "run", create=False)
-    generations = {(g.generation_round, g.combination): g for g in store.generations()}
+    generations = {(g.key.generation_round, g.key.combination): g for g in store.generations()}
     rows = _read_records(FIXTURE / "k2_s7_vdefault_r1" / "tiny-student" / "records.csv")
     first = generations[(1, 0)]
     assert first.answer == rows[0]["text_1"]
     assert (first.turn1_prompt, first.turn1_reply) == (rows[0]["user_0"], rows[0]["assistant_0"])
     assert (first.turn2_prompt, first.turn2_reply) == (rows[0]["user_1"], rows[0]["assistant_1"])
-    assert first.student == "tiny-student" and first.answer_marked
+    assert first.key.student == "tiny-student" and first.answer_marked
     # round 2, combination 1: the final reply has no "Answer:", so the whole reply was the answer
     assert not generations[(2, 1)].answer_marked
     assert sum(g.answer_marked for g in generations.values()) == 3
@@ -124,7 +126,7 @@ def test_fixture_generations_carry_the_final_answer_and_both_turns(tmp_path: Pat
 def test_fixture_grades_are_our_parser_reading_of_the_raw_reply(tmp_path: Path):
     import_skillmix(FIXTURE, tmp_path / "run")
     store = RunStore(tmp_path / "run", create=False)
-    grades = {(g.generation_round, g.grading_run, g.combination): g for g in store.grades()}
+    grades = {(g.key.generation_round, g.grading_run, g.key.combination): g for g in store.grades()}
     assert len(grades) == 6
     reply_file = (
         FIXTURE / "k2_s7_vdefault_r1" / "tiny-student" / "graded" / "by_tiny-judge_on_text_1_1_gpt" / "records.csv"
@@ -136,9 +138,9 @@ def test_fixture_grades_are_our_parser_reading_of_the_raw_reply(tmp_path: Path):
     # the table we wrote gives metaphor 1, red herring 0, then topic, sense and length 1
     assert known.points == (1.0, 0.0, 1.0, 1.0, 1.0)
     for grade in grades.values():
-        skills, topic = store.combinations(TASK)[grade.combination]
+        skills, topic = store.combinations(TASK)[grade.key.combination]
         assert list(grade.points) == parse_grade(grade.reply, skills, topic)
-        assert grade.usable == is_usable(grade.points, 2)
+        assert grade.usable == Score.from_points(grade.points).usable
         assert (grade.style, grade.attempts, grade.judge) == ("imported", 1, "tiny-judge")
     assert grades[(1, 2, 1)].points == (1.0, 1.0, 1.0, 0.0, 1.0)  # the per-item reply: sense 0
     assert grades[(2, 1, 1)].points == (None,) * 5 and not grades[(2, 1, 1)].usable
@@ -187,7 +189,7 @@ def test_a_model_that_answers_and_grades_is_recorded_as_judge(tree: Path, tmp_pa
     import_skillmix(tree, tmp_path / "run")
     store = RunStore(tmp_path / "run", create=False)
     assert [model.name for model in store.models("judge")] == ["tiny-judge"]
-    assert {g.student for g in store.generations()} == {"tiny-judge"}
+    assert {g.key.student for g in store.generations()} == {"tiny-judge"}
     assert store.counts()["grades"] == 6
 
 
@@ -349,18 +351,18 @@ def test_reference_replies_import_and_parse(reference_dir: Path, tmp_path: Path)
     assert summary.skipped == {}
 
     store = RunStore(tmp_path / "run", create=False)
-    grades = {(g.generation_round, g.grading_run, g.combination): g for g in store.grades()}
-    generations = {(g.generation_round, g.combination): g for g in store.generations()}
+    grades = {(g.key.generation_round, g.grading_run, g.key.combination): g for g in store.grades()}
+    generations = {(g.key.generation_round, g.key.combination): g for g in store.generations()}
     for record in records:
         grade = grades[(record["generation_round"], record["grading_run"], record["combination_index"])]
         assert grade.reply == record["judge_reply"] and grade.prompt == record["judge_prompt"]
         assert list(grade.points) == parse_grade(record["judge_reply"], record["skills"], record["topic"])
-        assert grade.usable == is_usable(grade.points, record["k"])
+        assert grade.usable == Score.from_points(grade.points).usable
         assert generations[(record["generation_round"], record["combination_index"])].answer == record["student_answer"]
     assert summary.grades_unusable == sum(not g.usable for g in grades.values())
     # "Point earned for <skill>: 0" for each of the three skills of the empty Sewing answer
     sewing = grades[(1, 1, 0)]
-    assert store.combinations(sewing.task)[0][1] == "Sewing"
+    assert store.combinations(sewing.key.task)[0][1] == "Sewing"
     assert sewing.points[:3] == (0.0, 0.0, 0.0)
     totals = [r["reference_total"] for r in records]
     reference = store.get_meta("import")["reference_scores"]["skillmix-import-k3-s10-vdefault/llama2-7b-chat/gpt-4"]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from harness.client import SamplingParams
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from judges.registry import (
     BUILTIN_JUDGES_DIR,
-    JudgeSpec,
+    JudgeConfig,
     check_judge_model,
-    judge_model_args,
-    judge_sampling,
     load_judges,
     read_judge_file,
     resolve_judge,
@@ -51,32 +49,42 @@ def test_every_builtin_config_loads_and_validates() -> None:
 
 
 def test_resolve_by_registered_name() -> None:
-    assert resolve_judge("gpt-4o") == load_judges()["gpt-4o"]
+    config = load_judges()["gpt-4o"]
+    judge = resolve_judge("gpt-4o")
+    assert (judge.name, judge.style, judge.sampling, judge.description) == (
+        config.name, config.style, config.sampling, config.description
+    )  # fmt: skip
+    assert judge.model.kind == "openai" and judge.model.source == ("gpt-4o",) and judge.model.name == "gpt-4o"
+    assert judge.model.concurrency == config.max_concurrency == 8
+    renamed = resolve_judge("second=gpt-4o")
+    assert renamed.name == renamed.model.name == "second"
 
 
 def test_resolve_a_local_path(tmp_path: Path) -> None:
     path = model_dir(tmp_path / "models" / "my-judge-7b")
-    spec = resolve_judge(str(path))
-    assert spec == JudgeSpec(name="my-judge-7b", model=str(path.resolve()))
-    assert spec.style is None  # the task's grading style
-    assert judge_model_args(spec) == [str(path.resolve())]
+    judge = resolve_judge(str(path))
+    assert judge.name == "my-judge-7b" and judge.model.path == path.resolve() and judge.model.kind == "local"
+    assert judge.style is None and not judge.constrained  # the task's grading style
+    assert judge.model.concurrency == 64
 
 
 def test_resolve_openai_name() -> None:
-    spec = resolve_judge("openai:gpt-4-turbo")
-    assert spec.name == "gpt-4-turbo" and spec.model == "openai:gpt-4-turbo"
-    assert spec.style == "table" and spec.max_concurrency == 8
+    judge = resolve_judge("openai:gpt-4-turbo")
+    assert judge.name == "gpt-4-turbo" and judge.model.reference == "openai:gpt-4-turbo"
+    assert judge.style == "table" and judge.model.concurrency == 8
     with pytest.raises(HarnessError, match="model name"):
         resolve_judge("openai:")
+    with pytest.raises(HarnessError, match="OpenAI API"):
+        judge.constrain()
 
 
 def test_resolve_urls_and_replicas() -> None:
     one = resolve_judge("http://10.0.0.5:8000/v1")
     assert one.name == "judge@10.0.0.5:8000" and one.style is None
-    assert judge_model_args(one) == ["http://10.0.0.5:8000/v1"]
+    assert one.model.source == ("http://10.0.0.5:8000/v1",)
     two = resolve_judge("http://10.0.0.5:8000/v1, http://10.0.0.6:8000/v1")
     assert two.name == "judge@10.0.0.5:8000"
-    assert judge_model_args(two) == ["http://10.0.0.5:8000/v1", "http://10.0.0.6:8000/v1"]
+    assert two.model.source == ("http://10.0.0.5:8000/v1", "http://10.0.0.6:8000/v1")
     with pytest.raises(HarnessError, match="mixes URLs"):
         resolve_judge("http://10.0.0.5:8000/v1,/models/x")
 
@@ -103,25 +111,27 @@ def test_user_directory_adds_and_replaces_judges(tmp_path: Path, monkeypatch: py
     assert "gpt-4o" in judges
     # The same directory through the environment, as `harness run --judge NAME` would see it.
     monkeypatch.setenv("SKILLMIX_JUDGES_DIR", str(user))
-    assert resolve_judge("local").model == "/srv/judge"
-    check_judge_model(resolve_judge("llama-3.1-70b-instruct"))
+    assert load_judges()["local"].model == "/srv/judge"
+    with pytest.raises(HarnessError, match="judge local: no model at /srv/judge"):
+        resolve_judge("local")
+    assert resolve_judge("llama-3.1-70b-instruct").model.path == weights.resolve()
 
 
 def test_judge_sampling_overrides_the_task() -> None:
     task = {"temperature": 0.0, "max_tokens": 512}
-    spec = JudgeSpec(name="j", model="openai:x", sampling={"max_tokens": 1024, "top_p": 0.9})
-    assert judge_sampling(spec, task) == SamplingParams(temperature=0.0, max_tokens=1024, top_p=0.9)
-    assert judge_sampling(JudgeSpec(name="j", model="openai:x"), task) == SamplingParams(
-        temperature=0.0, max_tokens=512
-    )
+    judge = resolve_judge("openai:x")
+    assert replace(judge, sampling={"max_tokens": 1024, "top_p": 0.9}).sampling_for(task) == {
+        "temperature": 0.0, "max_tokens": 1024, "top_p": 0.9
+    }  # fmt: skip
+    assert judge.sampling_for(task) == task
 
 
 def test_missing_weights_name_the_judge() -> None:
-    spec = JudgeSpec(name="big", model="/nowhere/at/all")
+    config = JudgeConfig(name="big", model="/nowhere/at/all")
     with pytest.raises(HarnessError, match=r"judge big: no model at /nowhere/at/all.*big\.yaml"):
-        check_judge_model(spec)
-    check_judge_model(JudgeSpec(name="api", model="openai:gpt-4o"))
-    check_judge_model(JudgeSpec(name="url", model="http://127.0.0.1:9/v1"))
+        check_judge_model(config)
+    check_judge_model(JudgeConfig(name="api", model="openai:gpt-4o"))
+    check_judge_model(JudgeConfig(name="url", model="http://127.0.0.1:9/v1"))
 
 
 @pytest.mark.parametrize(
@@ -131,7 +141,7 @@ def test_missing_weights_name_the_judge() -> None:
         ("- just\n- a list\n", "must be a mapping"),
         ("style: items\n", "'model' is required"),
         ("model: openai:x\ntemprature: 0\n", "unknown key.*temprature"),
-        ("model: openai:x\nstyle: essay\n", "'style' must be one of table, items"),
+        ("model: openai:x\nstyle: essay\n", "'style': unknown grading style 'essay'; use one of: table, items"),
         ("model: openai:x\nsampling: {temperature: 9}\n", "temperature must be between"),
         ("model: openai:x\nsampling: {seed: 1}\n", "unknown key.*seed"),
         ("model: openai:x\nvllm_args: --tensor-parallel-size 8\n", "'vllm_args' must be a list"),

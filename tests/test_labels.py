@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from judges.agreement import Rating
 from judges.labels import (
     LabelRow,

@@ -6,14 +6,26 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics import (
-    CombinationScores,
-    bootstrap_ci,
-    combination_scores,
-    majority_vote,
-    score_combination,
-    task_metrics,
-)
+from harness.core.stats import bootstrap_ci
+from harness.metrics import CombinationScores, combination_scores, score_combination, task_metrics
+from harness.metrics import majority_vote as vote_scores
+from judges.rubric import Score
+
+
+def S(points):
+    return None if points is None else Score.from_points(points)
+
+
+def majority_vote(runs):
+    """Vote runs given as value lists (padded with None to a k=1 score); the voted values, as given."""
+    width = len(runs[0]) if runs else 0
+    padded = [S(list(run) + [None] * (4 - len(run))) for run in runs]
+    voted = list(vote_scores(padded).points)
+    return [None if v is None else int(v) for v in voted[:width]]
+
+
+def _rounds(rounds):
+    return [S(points) for points in rounds]
 
 # ---------------------------------------------------------------- majority_vote
 
@@ -56,7 +68,7 @@ def test_majority_vote_rejects_bad_input():
     with pytest.raises(ValueError):
         majority_vote([])
     with pytest.raises(ValueError):
-        majority_vote([[1, 1], [1]])
+        vote_scores([S([1, 1, 1, 1]), S([1, 1, 1, 1, 1])])
 
 
 # ---------------------------------------------------------------- combination_scores
@@ -79,24 +91,20 @@ def test_majority_vote_rejects_bad_input():
     ],
 )
 def test_combination_scores_k3(points, expected):
-    assert combination_scores(points, 3) == CombinationScores(*expected)
+    assert combination_scores(S(points)) == CombinationScores(*expected)
 
 
 def test_combination_scores_k1():
-    assert combination_scores([1, 1, 1, 1], 1) == CombinationScores(1.0, 1.0, 1.0)
-    assert combination_scores([0, 1, 1, 1], 1) == CombinationScores(0.0, 0.0, 0.0)
-    assert combination_scores([1, 0, 1, 1], 1) == CombinationScores(0.0, 1.0, 0.0)
+    assert combination_scores(S([1, 1, 1, 1])) == CombinationScores(1.0, 1.0, 1.0)
+    assert combination_scores(S([0, 1, 1, 1])) == CombinationScores(0.0, 0.0, 0.0)
+    assert combination_scores(S([1, 0, 1, 1])) == CombinationScores(0.0, 1.0, 0.0)
 
 
 def test_combination_scores_rejects_unvoted_points():
     with pytest.raises(ValueError):
-        combination_scores([1, 1, 1, 1], 2)  # k=2 needs 5 points
+        combination_scores(S([1, None, 1, 1, 1]))
     with pytest.raises(ValueError):
-        combination_scores([1, None, 1, 1, 1], 2)
-    with pytest.raises(ValueError):
-        combination_scores([1, 0.5, 1, 1, 1], 2)
-    with pytest.raises(ValueError):
-        combination_scores([1, 1, 1], 0)
+        combination_scores(S([1, 0.5, 1, 1, 1]))
 
 
 # ---------------------------------------------------------------- rounds and tasks
@@ -104,18 +112,18 @@ def test_combination_scores_rejects_unvoted_points():
 
 def test_best_round_is_taken_per_metric():
     # round 1: all skills, 2/3 others -> (0, 1, 0); round 2: 1/2 skills, all others -> (0, 0, 0.5)
-    result = score_combination([[1, 1, 1, 1, 0], [0, 1, 1, 1, 1]], 2)
+    result = score_combination(_rounds([[1, 1, 1, 1, 0], [0, 1, 1, 1, 1]]))
     assert result.best == CombinationScores(0.0, 1.0, 0.5)
     assert result.mean == CombinationScores(0.0, 0.5, 0.25)
 
 
 def test_round_with_missing_point_is_unscored():
-    result = score_combination([[1, None, 1, 1, 1], None, [0, 0, 1, 1, 1]], 2)
+    result = score_combination(_rounds([[1, None, 1, 1, 1], None, [0, 0, 1, 1, 1]]))
     assert (result.rounds_scored, result.rounds_unscored) == (1, 2)
     # only the third round counts, so a None is never read as a zero or a one
     assert result.best == CombinationScores(0.0, 0.0, 0.0)
-    assert score_combination([None, [1, 1, None, 1, 1]], 2) is None
-    assert score_combination([], 2) is None
+    assert score_combination(_rounds([None, [1, 1, None, 1, 1]])) is None
+    assert score_combination([]) is None
 
 
 def _task():
@@ -133,7 +141,7 @@ def _task():
 
 
 def test_task_metrics_by_hand():
-    metrics = task_metrics(_task(), 2, seed=1)
+    metrics = task_metrics({c: _rounds(r) for c, r in _task().items()}, 2, seed=1)
     assert (metrics.n, metrics.unscored, metrics.n_rounds_unscored) == (3, 1, 5)
     # best of rounds averaged over the three scored combinations
     assert metrics.full_marks.value == pytest.approx((1 + 0 + 0) / 3)
@@ -151,7 +159,7 @@ def test_task_metrics_by_hand():
 
 
 def test_task_metrics_json_and_empty_task():
-    data = task_metrics(_task(), 2).to_dict()
+    data = task_metrics({c: _rounds(r) for c, r in _task().items()}, 2).to_dict()
     assert json.loads(json.dumps(data))["full_marks"]["value"] == pytest.approx(1 / 3)
     empty = task_metrics({0: [None], 1: []}, 2)
     assert (empty.n, empty.unscored, empty.n_rounds_unscored) == (0, 2, 1)

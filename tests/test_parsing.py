@@ -6,11 +6,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import REFERENCE_DIR
+from conftest import REFERENCE_DIR, missing_reference
 
 from harness.cli.grades import parse_grade as parse_grade_command
-from harness.errors import HarnessError
-from judges.parsing import is_usable, parse_grade, read_grade
+from harness.core.errors import HarnessError
+from judges.rubric import Score
+from judges.styles import parse_grade
+from judges.styles import read_reply as read_grade
 
 GRADES_FILE = REFERENCE_DIR / "skillmix-gpt4-grades.jsonl"
 
@@ -22,7 +24,13 @@ def _reference_rows() -> list[dict]:
 
 
 _ROWS = _reference_rows()
-_LINES = range(len(_ROWS)) if _ROWS else [pytest.param(None, marks=pytest.mark.skip(reason=f"no {GRADES_FILE}"))]
+_LINES = range(len(_ROWS)) if _ROWS else [None]  # None: the data is missing (skipped, or failed in CI)
+
+
+def _row(line: int | None) -> dict:
+    if line is None:
+        missing_reference(GRADES_FILE)
+    return _ROWS[line]
 
 # Skill points read by hand from each reply where the reference parser failed (fewer than k values or
 # none). Keyed by 0-based line number, with the topic as a guard against a reordered file. None: the
@@ -61,7 +69,7 @@ def _floats(values: list) -> list[float | None]:
 
 @pytest.mark.parametrize("line", _LINES)
 def test_reference_reply(line: int) -> None:
-    row = _ROWS[line]
+    row = _row(line)
     k, skills, topic = row["k"], row["skills"], row["topic"]
     points = parse_grade(row["judge_reply"], skills, topic)
     assert len(points) == k + 3
@@ -79,12 +87,12 @@ def test_reference_reply(line: int) -> None:
         assert points[:k] == expected_skills
     # None of these replies grade topic, sense or sentence count: those stay missing, never 0.
     assert points[k:] == [None, None, None]
-    assert not is_usable(points, k)
+    assert not Score.from_points(points).usable
 
 
 @pytest.mark.parametrize("line", _LINES)
 def test_reference_reply_same_points_whichever_style_is_named(line: int) -> None:
-    row = _ROWS[line]
+    row = _row(line)
     by_table = parse_grade(row["judge_reply"], row["skills"], row["topic"], style="table")
     by_items = parse_grade(row["judge_reply"], row["skills"], row["topic"], style="items")
     assert by_table == by_items
@@ -92,7 +100,7 @@ def test_reference_reply_same_points_whichever_style_is_named(line: int) -> None
 
 def test_hand_labels_cover_exactly_the_failed_reference_parses() -> None:
     if not _ROWS:
-        pytest.skip(f"no {GRADES_FILE}")
+        missing_reference(GRADES_FILE)
     failed = {line for line, row in enumerate(_ROWS) if len(row["reference_points"]) < row["k"]}
     assert failed == set(HAND_LABELLED_SKILL_POINTS)
 
@@ -122,10 +130,10 @@ Explanation: the metaphor works; there is no loaded question.
 
 def test_clean_table() -> None:
     reading = read_grade(CLEAN_TABLE, SKILLS, TOPIC)
-    assert reading.points == (1.0, 0.0, 1.0, 1.0, 1.0, 0.0)
+    assert reading.score.points == (1.0, 0.0, 1.0, 1.0, 1.0, 0.0)
     assert reading.total == 4.0
     assert reading.style == "table"
-    assert is_usable(reading.points, 3)
+    assert Score.from_points(reading.score.points).usable
 
 
 def test_table_rows_out_of_order_bold_paraphrased_half_points() -> None:
@@ -180,7 +188,7 @@ def test_table_missing_rows_are_none() -> None:
 """
     points = parse_grade(reply, SKILLS, TOPIC)
     assert points == [None, None, 1.0, 0.0, None, None]
-    assert not is_usable(points, 3)
+    assert not Score.from_points(points).usable
 
 
 def test_table_position_fallback_only_for_k_plus_3_uninformative_rows() -> None:
@@ -262,7 +270,7 @@ At most two sentences - 1
 Total Points Earned: 5
 """
     reading = read_grade(reply, SKILLS, TOPIC, style="table")
-    assert reading.points == (1.0, 0.0, 1.0, 1.0, 1.0, 1.0)
+    assert reading.score.points == (1.0, 0.0, 1.0, 1.0, 1.0, 1.0)
     assert reading.total == 5.0
 
 
@@ -286,7 +294,7 @@ Point earned: 1
 Grade: 4.5
 """
     reading = read_grade(reply, SKILLS, TOPIC)
-    assert reading.points == (1.0, 1.0, 0.0, 1.0, 0.5, 1.0)
+    assert reading.score.points == (1.0, 1.0, 0.0, 1.0, 0.5, 1.0)
     assert reading.total == 4.5
     assert reading.style == "items"
 
@@ -362,7 +370,7 @@ At most two sentences: yes. Point earned: 1
 Total points earned: 5
 """
     reading = read_grade(reply, SKILLS, TOPIC)
-    assert reading.points == (1.0, 0.0, 1.0, 1.0, 1.0, 1.0)
+    assert reading.score.points == (1.0, 0.0, 1.0, 1.0, 1.0, 1.0)
     assert reading.total == 5.0
 
 
@@ -379,9 +387,9 @@ def test_per_item_missing_value_and_odd_formatting() -> None:
 def test_reply_with_no_grades_at_all() -> None:
     reply = "I'm sorry, but the student's answer is missing. Could you share it so I can grade it?"
     reading = read_grade(reply, SKILLS, TOPIC)
-    assert reading.points == (None,) * 6
+    assert reading.score.points == (None,) * 6
     assert reading.style is None
-    assert not is_usable(reading.points, 3)
+    assert not Score.from_points(reading.score.points).usable
     assert parse_grade("", SKILLS, TOPIC) == [None] * 6
 
 
@@ -403,13 +411,13 @@ def test_unknown_style_is_a_user_error() -> None:
         parse_grade(CLEAN_TABLE, SKILLS, TOPIC, style="json")
 
 
-def test_is_usable() -> None:
-    assert is_usable([1, 0, 1, 1, 0, None], 3)
-    assert not is_usable([1, None, 1, 1, 0, 1], 3)
-    assert not is_usable([1, 0, 1, None, 0, 1], 3)
-    assert not is_usable([1, 0, 1, 1, None, 1], 3)
-    with pytest.raises(HarnessError, match="expected 6"):
-        is_usable([1, 0, 1], 3)
+def test_a_score_is_usable_when_skills_topic_and_sense_are_present() -> None:
+    assert Score.from_points([1, 0, 1, 1, 0, None]).usable
+    assert not Score.from_points([1, None, 1, 1, 0, 1]).usable
+    assert not Score.from_points([1, 0, 1, None, 0, 1]).usable
+    assert not Score.from_points([1, 0, 1, 1, None, 1]).usable
+    with pytest.raises(HarnessError, match="got 3 values"):
+        Score.from_points([1, 0, 1])
 
 
 def test_cli_parse_grade_on_a_reference_reply(reference_dir) -> None:

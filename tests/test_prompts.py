@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.prompts import (
-    BEGIN_MARKER,
-    END_MARKER,
-    extract_answer,
-    render_grading_prompt,
-    render_student_turn1,
-    render_student_turn2,
-)
-from harness.registry import Task, load_registry
-from harness.sampling import Combination
-from harness.taskfile import BUILTIN_TASKS_DIR
+from harness.core.errors import HarnessError
+from harness.core.prompts import extract_answer, render_student_turn1, render_student_turn2
+from harness.core.registry import Task, load_registry
+from harness.core.sampling import Combination
+from harness.core.taskfile import BUILTIN_TASKS_DIR
+from judges.grader import BEGIN_MARKER, END_MARKER, render_grading_prompt
 
 DATA = Path(__file__).resolve().parent / "data"
 REGISTRY = load_registry(DATA / "tasks", builtin=False)

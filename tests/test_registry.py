@@ -9,11 +9,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from harness.catalog import load_open_catalog
 from harness.cli.tasks import tasks as tasks_cli
-from harness.errors import HarnessError
-from harness.registry import Registry, load_registry
-from harness.taskfile import BUILTIN_TASKS_DIR, family_files, read_family_file
+from harness.core.catalog import load_open_catalog
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry, load_registry
+from harness.core.taskfile import BUILTIN_TASKS_DIR, family_files, read_family_file
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE_TASKS = DATA / "tasks"
@@ -169,7 +169,7 @@ def test_to_dict_is_json_and_records_the_catalog() -> None:
         ({"k": [2, 2]}, "'k' values must be distinct"),
         ({"k": "3"}, "'k' must be a whole number or a list"),
         ({"splits": ["train", "test"]}, "'splits' must be a list of distinct values"),
-        ({"grading_style": "essay"}, "'grading_style' must be one of table, items"),
+        ({"grading_style": "no spaces please"}, "'grading_style' must name a reply style"),
         ({"student_sampling": {"temp": 0.5}}, "unknown key.*temp"),
         (
             {"judge_sampling": {"temperature": 3}},

@@ -7,18 +7,24 @@ import re
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.names import names_skill, skill_name
 from judges.rubric import (
     RUBRIC_KINDS,
     RubricItem,
+    Score,
     count_sentences,
-    final_points,
     is_earned,
-    names_skill,
+    item_count,
+    item_kinds,
     rubric_items,
     sentence_limit,
-    skill_name,
 )
+
+
+def final_points(points, answer, skills, *, name_penalty=True):
+    """The corrected values of a judge's reading, in rubric order."""
+    return list(Score.from_points(points).corrected(answer, skills, name_penalty=name_penalty).points)
 
 
 @pytest.mark.parametrize(
@@ -170,8 +176,22 @@ def test_final_points_penalises_half_points_too() -> None:
 
 
 def test_final_points_rejects_wrong_length() -> None:
-    with pytest.raises(HarnessError, match="expected 6"):
-        final_points([1, 1, 1], "text", SKILLS)
+    with pytest.raises(HarnessError, match="cannot be corrected against 3 skills"):
+        final_points([1, 1, 1, 1, 1], "text", SKILLS)
+
+
+def test_a_score_knows_its_parts_and_layout() -> None:
+    score = Score.from_points([1, 0.5, None, 1, 0, 1])
+    assert score.k == 3 and score.skills == (1.0, 0.5, None)
+    assert (score.topic, score.sense, score.sentences) == (1.0, 0.0, 1.0) == score.others
+    assert score.points == (1.0, 0.5, None, 1.0, 0.0, 1.0)
+    assert not score.complete and score.usable is False
+    assert (score.skills_earned(), score.others_earned(), score.earned()) == (1, 2, 3)
+    assert Score.empty(2).points == (None,) * 5 and not Score.empty(2).usable
+    assert item_count(3) == 6 == len(item_kinds(3)) == len(rubric_items(["a", "b", "c"], "t"))
+    assert item_kinds(2) == ("skill", "skill", "topic", "sense", "sentences")
+    with pytest.raises(HarnessError, match="expected 6 values"):
+        score.with_points([1, 1, 1, 1, 1])
 
 
 @pytest.mark.parametrize(

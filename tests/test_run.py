@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from scripted_server import ScriptedServer
 
 from harness.cli import cli
-from harness.store import RunStore
+from harness.core.store import RunStore
 
 ANSWER = "Answer: The harbour master checked the tide table before dawn.\nExplanation: it shows both skills."
 
@@ -163,13 +163,61 @@ def test_adding_a_judge_grades_only_what_is_missing(tmp_path: Path, cache: str) 
 def test_a_changed_task_is_refused_in_an_existing_run(tmp_path: Path, cache: str) -> None:
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
         assert run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
-    with pytest.raises(HarnessError, match="different configuration"):
+    with pytest.raises(HarnessError, match=r"different configuration \(combinations: 5 -> 6\)"):
         invoke(
             "run", "skillmix-small-k2-all", "--combinations", "6", "--out", str(tmp_path / "run"), "--cache", cache,
             "--student", "http://127.0.0.1:9/v1", "--judge", "http://127.0.0.1:9/v1",
         )  # fmt: skip
+
+
+def test_a_resume_with_other_settings_is_refused_unless_accepted(tmp_path: Path, cache: str) -> None:
+    from harness.core.errors import HarnessError
+
+    out = tmp_path / "run"
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        judge = f"jud={j.endpoint.base_url}"
+        assert run_task(out, cache, s.endpoint.base_url, judge).exit_code == 0
+        with pytest.raises(HarnessError, match=r"other settings: max_grade_attempts: 3 -> 2.*--accept-changes"):
+            run_task(out, cache, s.endpoint.base_url, judge, extra=("--max-grade-attempts", "2"))
+        with pytest.raises(HarnessError, match=r"judges\.jud\.constrained: false -> true"):
+            run_task(out, cache, s.endpoint.base_url, judge, extra=("--constrained-judges",))
+        accepted = run_task(out, cache, s.endpoint.base_url, judge, extra=("--max-grade-attempts", "2", "--accept-changes"))
+        assert accepted.exit_code == 0, accepted.output
+    store = RunStore(out, create=False)
+    sessions = store.sessions()
+    # one session per invocation that ran, each with its own versions; the refused ones left none
+    assert len(sessions) == 2 and all(session["versions"]["python"] for session in sessions)
+    assert [session["settings"]["max_grade_attempts"] for session in sessions] == [3, 2]
+    assert store.get_meta("evaluation")["judges"]["jud"]["style"] is None
+
+
+def test_every_generation_and_grade_stores_the_sampling_it_sent(tmp_path: Path, cache: str) -> None:
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        assert run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
+    store = RunStore(tmp_path / "run", create=False)
+    sent_to_judge = [{key: body[key] for key in ("temperature", "max_tokens", "top_p")} for _, body in j.requests]
+    grades = list(store.grades())
+    assert len(grades) == len(sent_to_judge) == 5
+    assert all(grade.sampling in sent_to_judge for grade in grades)
+    # the task's judge sampling: grading runs are independent samples, not greedy copies
+    assert {grade.sampling["temperature"] for grade in grades} == {0.7}
+    sent_to_student = [{key: body[key] for key in ("temperature", "max_tokens", "top_p")} for _, body in s.requests]
+    for generation in store.generations():
+        assert generation.sampling["turn1"] in sent_to_student and generation.sampling["turn2"] in sent_to_student
+
+
+def test_a_grading_style_no_judge_offers_is_refused_before_any_call(tmp_path: Path, cache: str) -> None:
+    from harness.core.errors import HarnessError
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "odd.yaml").write_text("include: skillmix.yaml\nfamily: odd\nversion: 1\ngrading_style: essay\n")
+    with pytest.raises(HarnessError, match="task odd-k2-all: unknown grading style 'essay'; use one of: table, items"):
+        invoke("run", "odd-k2-all", "--tasks-dir", str(tasks), "--out", str(tmp_path / "x"), "--cache", cache,
+               "--student", "http://127.0.0.1:9/v1", "--judge", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert not (tmp_path / "x").exists()
 
 
 def test_report_compares_runs_side_by_side(tmp_path: Path, cache: str) -> None:
@@ -184,7 +232,7 @@ def test_report_compares_runs_side_by_side(tmp_path: Path, cache: str) -> None:
 
 
 def test_unknown_task_and_missing_model_are_clear_errors(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="harness tasks list"):
         invoke("run", "skillmix-k9-heldout", "--out", str(tmp_path / "x"))
@@ -214,8 +262,8 @@ def test_constrained_judges_send_the_rubric_regex_and_their_replies_parse(tmp_pa
 
 
 def test_constrained_openai_judge_is_refused(tmp_path: Path) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
-    with pytest.raises(HarnessError, match="needs vLLM judges"):
+    with pytest.raises(HarnessError, match="judge gpt-4o is on the OpenAI API, which takes no regex"):
         invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--constrained-judges",
                "--student", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "y"))  # fmt: skip

@@ -110,5 +110,7 @@ def test_default_run_serves_the_embedded_models_and_stops_them(tmp_path: Path) -
     assert (tmp_path / "cache" / "models" / "tiny-student" / "config.json").is_file()
     assert (tmp_path / "cache" / "models" / "tiny-judge" / "config.json").is_file()
     assert (tmp_path / "run" / "logs" / "vllm-student-tiny-student.log").is_file()
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")  # opened in Chromium by test_report_html
+    assert "<svg" in page and 'id="answer-browser"' in page and page.count('"generation_round":') == 4
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "cache" / "models") not in ps

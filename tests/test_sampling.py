@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import load_open_catalog
-from harness.errors import HarnessError
-from harness.sampling import HashStream, count_combinations, sample_combinations
+from harness.core.catalog import load_open_catalog
+from harness.core.errors import HarnessError
+from harness.core.sampling import HashStream, count_combinations, sample_combinations
 
 FIXTURE = load_open_catalog(Path(__file__).resolve().parent / "data" / "catalog")
 SKILLS = [s.name for s in FIXTURE.skills]  # file order, deliberately unsorted
@@ -88,7 +88,7 @@ def test_same_seed_same_combinations_and_file_order_does_not_matter() -> None:
 def test_same_combinations_in_a_fresh_process_with_another_hash_seed() -> None:
     # String hashing is salted per process; a sampler that leaned on set or dict order would differ.
     code = (
-        "import json\nfrom harness.sampling import sample_combinations\n"
+        "import json\nfrom harness.core.sampling import sample_combinations\n"
         f"c = sample_combinations({SKILLS!r}, {TOPICS!r}, k=4, count=40, seed=13, stream='fixture:4:all')\n"
         "print(json.dumps([x.to_dict() for x in c]))\n"
     )

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from scripted_server import connected_model
 
-from harness.cache import ResponseCache
-from harness.client import ModelClient, ModelRef, SamplingParams
-from harness.errors import HarnessError
-from harness.identity import local_model_identity
-from harness.server import Endpoint, ServerManager, ServerSpec, ServingOptions
+from harness.core.cache import ResponseCache
+from harness.core.client import ModelClient, SamplingParams
+from harness.core.errors import HarnessError
+from harness.core.identity import local_model_identity
+from harness.core.models import Endpoint
+from harness.core.vllm import ServerManager, ServerSpec, ServingOptions
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +28,7 @@ def test_student_and_judge_answer_through_the_client(vllm_servers, tiny_models, 
     assert endpoints["student"].base_url != endpoints["judge"].base_url
     cache = ResponseCache(tmp_path / "cache.sqlite")
     clients = {
-        role: ModelClient(ModelRef(role, local_model_identity(tiny_models[role]), (endpoint,)), cache)
+        role: ModelClient(connected_model(role, local_model_identity(tiny_models[role]), (endpoint,)), cache)
         for role, endpoint in endpoints.items()
     }
     messages = [{"role": "user", "content": "Say something about rivers."}]
@@ -48,19 +50,30 @@ def test_student_and_judge_answer_through_the_client(vllm_servers, tiny_models, 
 
     # The same request again is answered from the cache, even with no server to ask.
     dead = Endpoint("http://127.0.0.1:9/v1", "x", "x")
-    offline = ModelRef("student", local_model_identity(tiny_models["student"]), endpoints=(dead,))
+    offline = connected_model("student", local_model_identity(tiny_models["student"]), endpoints=(dead,))
     again = asyncio.run(ModelClient(offline, cache).chat(messages, sampling))
     assert again.cached and again.text == replies["student"].text
 
 
-def test_api_key_is_required(vllm_servers) -> None:
+def test_api_key_is_required_and_never_on_a_command_line(vllm_servers) -> None:
     import urllib.error
     import urllib.request
 
-    _, endpoints = vllm_servers
+    manager, endpoints = vllm_servers
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(endpoints["student"].base_url + "/models", timeout=10)
     assert error.value.code == 401
+    request = urllib.request.Request(
+        endpoints["student"].base_url + "/models", headers={"Authorization": f"Bearer {endpoints['student'].api_key}"}
+    )
+    assert urllib.request.urlopen(request, timeout=10).status == 200
+    # `ps` shows command lines to every local user; the key goes through the environment instead.
+    key = endpoints["student"].api_key.encode()
+    pids = [process.popen.pid for process in manager.processes]
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))], capture_output=True, text=True)
+    for pid in pids + [int(p) for p in children.stdout.split()]:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            assert key not in cmdline.read()
 
 
 def test_port_in_use_is_a_clear_error(tiny_models, tmp_path: Path) -> None:
@@ -83,7 +96,7 @@ def test_server_dying_at_start_shows_its_log(tiny_models, tmp_path: Path) -> Non
 
 
 def test_start_timeout_is_reported_and_nothing_is_left_running(tmp_path: Path) -> None:
-    from harness.tinymodel import TinyModelSpec, build_tiny_model
+    from harness.core.tinymodel import TinyModelSpec, build_tiny_model
 
     model = build_tiny_model(tmp_path / "slow", TinyModelSpec(seed=9))  # a path no other server uses
     manager = ServerManager([ServerSpec("student", model)], ServingOptions(device="cpu", log_dir=tmp_path, startup_timeout=3))
@@ -103,7 +116,7 @@ def _vllm_processes_for(model: Path) -> list[str]:
 
 def test_serve_command_stops_its_servers_on_sigterm(tmp_path: Path) -> None:
     """`harness serve` prints ready, then SIGTERM stops it and both servers with no orphan."""
-    from harness.tinymodel import TinyModelSpec, build_tiny_model
+    from harness.core.tinymodel import TinyModelSpec, build_tiny_model
 
     student = build_tiny_model(tmp_path / "s", TinyModelSpec(seed=7))
     judge = build_tiny_model(tmp_path / "j", TinyModelSpec(seed=8))

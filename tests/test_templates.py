@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.templates import chat_template_warning, served_chat_template
-from harness.tinymodel import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
+from harness.chat_template import chat_template_warning, served_chat_template
+from harness.core.tinymodel import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model
 from trainers.metadata import METADATA_FILE, chat_template_hash
 
 

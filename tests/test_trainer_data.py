@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.config import CONFIG_DIR, TrainingConfig, check_paths, load_config
 from trainers.data import IGNORE_INDEX, TokenizedExample, collate_padded, encode_conversation
 from trainers.dataset import load_conversations, tokenize_conversations
@@ -156,8 +156,10 @@ def test_config_check_exits_2_with_message_and_no_traceback():
     assert "Traceback" not in result.stderr
 
 
-def test_recipe_exits_2_on_missing_model_path(capsys, tmp_path):
+def test_recipe_exits_2_on_missing_model_path(capsys, tmp_path, monkeypatch):
     from trainers.sft import main
+
+    monkeypatch.setenv("SKILLMIX_CACHE", str(tmp_path / "cache" / "responses.sqlite"))  # builtin:demo goes here
 
     code = main([str(CONFIG_DIR / "tiny_cpu.yaml"), "model.path=/nonexistent/tiny", f"output_dir={tmp_path}"])
     captured = capsys.readouterr()
@@ -300,8 +302,10 @@ def test_pack_rows_first_fit_and_collation_restarts_positions():
     # the first token of every sample is never a target, so no sample learns to predict the next one's start
     assert batch.labels.tolist() == [[-100, 11, 12, 13, 14, -100, 11, 12], [-100, 11, 12, 13, -100, 11, -100, -100]]
     assert batch.attention_mask is None
+    assert (batch.n_tokens, batch.n_positions) == (14, 16)  # the monitor's efficiency: 14 of 16 are samples
     padded = collate_padded(examples[:2], pad_id=0)
     assert padded.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    assert (padded.n_tokens, padded.n_positions) == (9, 10)
     assert packing_row_length("flash_attention_2", 1024) is None  # flash reads packing from one row only
     assert packing_row_length("sdpa", 1024) == 1024
 

@@ -7,7 +7,8 @@ Every key a user sets remembers where it came from (file and line, or the
 command line) so that a bad value is reported where it was written.
 
 `python -m trainers.config CONFIG [key=value ...]` resolves and checks a
-config without starting DeepSpeed; bin/train.sh runs it before the launcher.
+config without starting DeepSpeed (building `builtin:` models and data on
+first use, see trainers/builtin.py); bin/train.sh runs it before the launcher.
 """
 
 from __future__ import annotations
@@ -22,21 +23,21 @@ from typing import Any
 
 import yaml
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass(frozen=True)
 class ModelSection:
-    path: str = ""  # local directory in Hugging Face format; we never download
+    path: str = ""  # local directory in Hugging Face format (we never download), or builtin:tiny / builtin:small
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 | flash_attention_3
     gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
 class DataSection:
-    path: str = ""  # a `datasets` dataset saved with save_to_disk
+    path: str = ""  # a `datasets` dataset saved with save_to_disk, or builtin:demo
     k: tuple[int, ...] | None = (1, 2, 3)  # keep rows whose k is listed: D(1), D(1,2), D(1,2,3); null keeps all
     packing: bool = True  # falls back to padding when the attention backend cannot keep samples apart
     audit_family: str = "skillmix"  # the leak audit checks the data against this family's held-out tasks
@@ -68,12 +69,25 @@ class DeepSpeedSection:
 
 
 @dataclass(frozen=True)
+class LoggingSection:
+    tensorboard: bool = True  # event files in OUTPUT/tensorboard (`tensorboard --logdir OUTPUT/tensorboard`)
+    wandb: bool = False  # Weights & Biases, rank 0 only
+    wandb_project: str = "skillmix-harness"
+    wandb_entity: str | None = None  # null: the account's default entity
+    wandb_mode: str = "offline"  # offline needs no network (upload later with `wandb sync`) | online
+
+
+WANDB_MODES = ("offline", "online")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     output_dir: str = "runs/train"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
     # dotted key -> "FILE line N" or "command line"; kept out of equality and of the saved config
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -278,6 +292,23 @@ def _validate(config: TrainingConfig) -> None:
         raise HarnessError(f"deepspeed.zero_stage must be 2 or 3 ({config.where('deepspeed.zero_stage')})")
     if not config.output_dir:
         raise HarnessError("output_dir is empty; set it in the config or with output_dir=PATH")
+    if config.logging.wandb_mode not in WANDB_MODES:
+        raise HarnessError(
+            f"logging.wandb_mode must be one of {', '.join(WANDB_MODES)}, got {config.logging.wandb_mode!r} "
+            f"({config.where('logging.wandb_mode')})"
+        )
+
+
+def prepare(config: TrainingConfig) -> TrainingConfig:
+    """Everything a launch needs before DeepSpeed starts: `builtin:` paths resolved (built on first
+    use), the model and data found, the data audited, the logging packages importable."""
+    from trainers.builtin import resolve_builtins
+    from trainers.monitor import check_logging
+
+    config = resolve_builtins(config)
+    check_paths(config)
+    check_logging(config)
+    return config
 
 
 def check_paths(config: TrainingConfig) -> None:
@@ -290,7 +321,8 @@ def check_paths(config: TrainingConfig) -> None:
         state = "does not exist" if not model.exists() else "has no config.json (not a Hugging Face model directory)"
         raise HarnessError(
             f"model.path {model} {state} (set in {config.where('model.path')}). Put the model's local weights there "
-            f"or point to them with {how.format(key='model.path')}; the trainer never downloads models."
+            f"or point to them with {how.format(key='model.path')}; the trainer never downloads models "
+            f"(model.path=builtin:tiny builds a tiny random one to try the recipe)."
         )
     data = Path(config.data.path) if config.data.path else None
     if data is None:
@@ -299,7 +331,8 @@ def check_paths(config: TrainingConfig) -> None:
         state = "does not exist" if not data.exists() else "is not a dataset saved with save_to_disk"
         raise HarnessError(
             f"data.path {data} {state} (set in {config.where('data.path')}). Generate training data with "
-            f"`harness generate-data` or point to it with {how.format(key='data.path')}."
+            f"`harness generate-data` or point to it with {how.format(key='data.path')} "
+            f"(data.path=builtin:demo builds a small demo set to try the recipe)."
         )
     audit_training_data(config)
     if config.deepspeed.config is not None and not Path(config.deepspeed.config).is_file():
@@ -314,8 +347,8 @@ def audit_training_data(config: TrainingConfig) -> None:
     Training on held-out material would void the held-out half of the experiment, so the
     check runs before every launch (about 3 s for the paper's 14k texts).
     """
-    from harness.audit import audit_dataset, heldout_tasks
-    from harness.registry import load_registry
+    from harness.core.audit import audit_dataset, heldout_tasks
+    from harness.core.registry import load_registry
 
     report = audit_dataset(
         Path(config.data.path), heldout_tasks(load_registry(), config.data.audit_family), allow=config.data.audit_allow
@@ -337,8 +370,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     argv = [argument for argument in argv if argument != "--print"]
     try:
         path, overrides = split_arguments(argv)
-        config = load_config(path, overrides)
-        check_paths(config)
+        config = prepare(load_config(path, overrides))
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

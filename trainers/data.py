@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 IGNORE_INDEX = -100
 Message = dict[str, str]
@@ -47,6 +47,11 @@ class Batch:
     labels: torch.Tensor
     position_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+    n_tokens: int = 0  # positions holding sample tokens; the rest of input_ids is padding
+
+    @property
+    def n_positions(self) -> int:
+        return self.input_ids.numel()
 
     def model_inputs(self, device: torch.device | str | None = None, labels: bool = True) -> dict[str, Any]:
         tensors = {"input_ids": self.input_ids}
@@ -129,4 +134,5 @@ def collate_padded(examples: Sequence[TokenizedExample], pad_id: int) -> Batch:
         input_ids=torch.tensor(input_ids, dtype=torch.long),
         labels=torch.tensor(labels, dtype=torch.long),
         attention_mask=torch.tensor(mask, dtype=torch.long),
+        n_tokens=sum(len(example) for example in examples),
     )

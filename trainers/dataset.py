@@ -1,6 +1,6 @@
-"""Read the SKILL-MIX training set from disk, select the k mix, and tokenize it.
+"""Write and read the SKILL-MIX training set on disk, select the k mix, and tokenize it.
 
-The data side saves a Hugging Face `datasets` dataset with `save_to_disk`: a
+The data side saves a Hugging Face `datasets` dataset with `save_to_disk` (`save_rows`): a
 `messages` column (user = generation request, assistant = kept text) and a
 `k` column. Training on the cumulative mix D(1,2) means keeping the rows whose
 k is 1 or 2; `data.k` lists them.
@@ -14,10 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.data import Message, TokenizedExample, encode_conversation
 
 REQUIRED_COLUMNS = ("messages", "k")
+
+
+def save_rows(rows: Sequence[dict[str, Any]], directory: Path, features: Any) -> None:
+    """Save rows (dicts holding every column of ``features``) as one-shard dataset at ``directory``."""
+    import datasets
+
+    dataset = datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        # one shard even when empty: a zero-shard dataset cannot be loaded back
+        dataset.save_to_disk(str(directory), num_shards=1)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from trainers.config import CONFIG_DIR, TrainingConfig
 
 # keys the recipe owns; a template must not set them

@@ -89,6 +89,7 @@ def collate_packed(examples: Sequence[TokenizedExample], row_length: int | None,
         input_ids=torch.tensor([ids for ids, _, _ in padded], dtype=torch.long),
         labels=torch.tensor([labels for _, labels, _ in padded], dtype=torch.long),
         position_ids=torch.tensor([positions for _, _, positions in padded], dtype=torch.long),
+        n_tokens=sum(len(ids) for ids, _, _ in rows),
     )
 
 

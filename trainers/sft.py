@@ -8,7 +8,8 @@ learning rate, gradient accumulation up to the global batch) -> save_checkpoint
 (DeepSpeed state to resume from) -> save_final (a Hugging Face directory that
 vLLM serves, ZeRO-3 weights gathered, with tokenizer, chat template and
 training metadata) -> cleanup. Every rank runs this file; only rank 0 prints,
-logs and writes the final directory.
+logs and writes the final directory. What is logged per step, and where
+(train_log.jsonl, TensorBoard, W&B, the closing plot), is trainers/monitor.py.
 """
 
 from __future__ import annotations
@@ -27,19 +28,19 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
-from trainers.config import TrainingConfig, check_paths, load_config, split_arguments
+from harness.core.errors import HarnessError
+from trainers.config import TrainingConfig, load_config, prepare, split_arguments
 from trainers.data import Batch, collate_padded
 from trainers.dataset import TrainingSet, load_conversations, tokenize_conversations
 from trainers.deepspeed_config import batch_layout, build_deepspeed_config
 from trainers.export import export_checkpoint
 from trainers.metadata import TrainingMetadata, chat_template_hash, data_fingerprint
+from trainers.monitor import LOG_FILE, Monitor, StepRecord, open_monitor
 from trainers.packing import PackingChoice, choose_packing, collate_packed
 from trainers.schedule import BatchPlan, learning_rate
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
-LOG_FILE = "train_log.jsonl"
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Run:
     engine: Any
     packing: PackingChoice
     start_step: int = 0
+    monitor: Monitor | None = None
     zero3_context: Any = None  # transformers' ZeRO-3 hook must outlive model loading
 
     @property
@@ -137,6 +139,7 @@ def setup(config: TrainingConfig) -> Run:
     )
     run.say(f"packing: {'on' if run.packing.enabled else 'off'} ({run.packing.reason})")
     run.start_step = _resume(run)
+    run.monitor = open_monitor(config, output_dir, run.start_step, run.is_main)
     return run
 
 
@@ -200,33 +203,21 @@ def _resume(run: Run) -> int:
     run.say(f"resume: continuing from {path} at step {step}")
     if client_state.get("data_fingerprint") != run.data_fingerprint:
         run.say("resume: warning: the training data differs from the data this checkpoint was trained on")
-    if run.is_main:
-        _truncate_log(run.output_dir / LOG_FILE, step)
     return step
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint, so steps redone after a crash are not logged twice."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- train
 
 
 def train(run: Run) -> None:
-    import deepspeed.comm as dist
     from tqdm import tqdm
 
-    config, engine, plan = run.config, run.engine, run.plan
+    config = run.config
     steps = config.train.steps
     if run.start_step >= steps:
         run.say(f"train: nothing to do, the checkpoint is at step {run.start_step} >= train.steps {steps}")
         return
-    engine.train()
-    optimizer = getattr(engine.optimizer, "optimizer", engine.optimizer)  # ZeRO wraps the torch optimizer
+    run.engine.train()
     # the bar is for terminals; a log file gets the periodic step lines instead
     progress = tqdm(
         total=steps,
@@ -236,56 +227,73 @@ def train(run: Run) -> None:
         disable=not (run.is_main and sys.stderr.isatty()),
     )
     started = time.monotonic()
-    with (run.output_dir / LOG_FILE).open("a", encoding="utf-8") if run.is_main else open(os.devnull, "w") as log:
-        for step in range(run.start_step, steps):
-            lr = learning_rate(step, config.train.lr, config.train.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batches = [_micro_batch(run, step, micro_step) for micro_step in range(plan.accumulation_steps)]
-            totals = torch.tensor(
-                [0.0, sum(batch.n_labels for batch in batches)], dtype=torch.float64, device=engine.device
-            )  # summed loss, labelled tokens
-            labelled_tokens = totals.clone()
-            dist.all_reduce(labelled_tokens)
-            # DeepSpeed divides by ranks x accumulation steps; weighting each micro batch's mean loss by its
-            # share of the global batch's labelled tokens makes a step minimise the mean over all of them,
-            # however the global batch is split over ranks and micro batches
-            weight = plan.world_size * plan.accumulation_steps / float(labelled_tokens[1])
-            for batch in batches:
-                output = _forward(engine, batch)
-                if batch.n_labels:
-                    engine.backward(output.loss * (batch.n_labels * weight))
-                    totals[0] += output.loss.item() * batch.n_labels
-                else:  # the mean over no tokens is NaN; a zero loss keeps every rank's backward in step
-                    engine.backward(output.logits.sum() * 0.0)
-                engine.step()
-            dist.all_reduce(totals)
-            loss = float(totals[0] / totals[1])
-            done = step + 1
-            record = {
-                "step": done,
-                "loss": round(loss, 6),
-                "lr": lr,
-                "epoch": round(plan.epoch(done), 4),
-                "labelled_tokens": int(totals[1]),
-                "elapsed_s": round(time.monotonic() - started, 2),
-            }
-            grad_norm = engine.get_global_grad_norm()
-            if grad_norm is not None:
-                record["grad_norm"] = round(float(grad_norm), 6)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            if run.is_main and (done % config.train.log_every == 0 or done == run.start_step + 1 or done == steps):
-                progress.write(
-                    f"step {done}/{steps}  loss {loss:.4f}  lr {lr:.2e}  epoch {record['epoch']:.2f}  "
-                    f"{record['elapsed_s']:.0f}s",
-                    file=sys.stdout,
-                )
-            if done % config.train.save_every == 0 or done == steps:
-                save_checkpoint(run, done)
+    for step in range(run.start_step, steps):
+        record = _optimizer_step(run, step, started)
+        run.monitor.log(record)
+        done = record.step
+        progress.update(1)
+        progress.set_postfix(loss=f"{record.loss:.4f}", lr=f"{record.lr:.2e}")
+        if run.is_main and (done % config.train.log_every == 0 or done == run.start_step + 1 or done == steps):
+            progress.write(
+                f"step {done}/{steps}  loss {record.loss:.4f}  lr {record.lr:.2e}  epoch {record.epoch:.2f}  "
+                f"{record.tokens_per_s:.0f} tok/s  efficiency {record.efficiency:.2f}  {record.elapsed_s:.0f}s",
+                file=sys.stdout,
+            )
+        if done % config.train.save_every == 0 or done == steps:
+            save_checkpoint(run, done)
     progress.close()
+
+
+def _optimizer_step(run: Run, step: int, started: float) -> StepRecord:
+    """One optimizer step over the global batch: every micro batch forward and backward, then the update."""
+    import deepspeed.comm as dist
+
+    config, engine, plan = run.config, run.engine, run.plan
+    step_started = time.monotonic()
+    lr = learning_rate(step, config.train.lr, config.train.warmup_steps)
+    optimizer = getattr(engine.optimizer, "optimizer", engine.optimizer)  # ZeRO wraps the torch optimizer
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    batches = [_micro_batch(run, step, micro_step) for micro_step in range(plan.accumulation_steps)]
+    totals = torch.tensor(
+        [
+            0.0,
+            sum(batch.n_labels for batch in batches),
+            sum(batch.n_tokens for batch in batches),
+            sum(batch.n_positions for batch in batches),
+        ],
+        dtype=torch.float64,
+        device=engine.device,
+    )  # summed loss, labelled tokens, sample tokens, positions (sample tokens + padding)
+    labelled_tokens = totals.clone()
+    dist.all_reduce(labelled_tokens)
+    # DeepSpeed divides by ranks x accumulation steps; weighting each micro batch's mean loss by its
+    # share of the global batch's labelled tokens makes a step minimise the mean over all of them,
+    # however the global batch is split over ranks and micro batches
+    weight = plan.world_size * plan.accumulation_steps / float(labelled_tokens[1])
+    for batch in batches:
+        output = _forward(engine, batch)
+        if batch.n_labels:
+            engine.backward(output.loss * (batch.n_labels * weight))
+            totals[0] += output.loss.item() * batch.n_labels
+        else:  # the mean over no tokens is NaN; a zero loss keeps every rank's backward in step
+            engine.backward(output.logits.sum() * 0.0)
+        engine.step()
+    dist.all_reduce(totals)
+    grad_norm = engine.get_global_grad_norm()
+    now = time.monotonic()
+    return StepRecord(
+        step=step + 1,
+        loss=float(totals[0] / totals[1]),
+        lr=lr,
+        epoch=plan.epoch(step + 1),
+        labelled_tokens=int(totals[1]),
+        tokens=int(totals[2]),
+        positions=int(totals[3]),
+        step_s=now - step_started,
+        elapsed_s=now - started,
+        grad_norm=None if grad_norm is None else float(grad_norm),
+    )
 
 
 def _micro_batch(run: Run, step: int, micro_step: int) -> Batch:
@@ -368,8 +376,9 @@ def save_final(run: Run) -> Path:
 def cleanup(run: Run) -> None:
     import deepspeed.comm as dist
 
+    report = run.monitor.finish() if run.monitor is not None else None
     dist.barrier()
-    run.say(f"done: {run.output_dir / FINAL} (log {run.output_dir / LOG_FILE})")
+    run.say(f"done: {run.output_dir / FINAL} (log {run.output_dir / LOG_FILE}, plot {report})")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
@@ -377,10 +386,10 @@ def cleanup(run: Run) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # the launcher appends --local_rank unless told not to; the rank comes from the environment anyway
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
+    run = None
     try:
         path, overrides = split_arguments(argv)
-        config = load_config(path, overrides)
-        check_paths(config)
+        config = prepare(load_config(path, overrides))
         run = setup(config)
         train(run)
         save_final(run)
@@ -391,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        if run is not None and run.monitor is not None:
+            run.monitor.close()  # keeps what was logged before a failure readable
     return 0
 
 

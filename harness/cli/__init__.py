@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "tasks": "harness.cli.tasks:tasks",
     "run": "harness.cli.run:run",
     "report": "harness.cli.run:report",
-    "import-skillmix": "harness.cli.interop:import_skillmix",
+    "import-skillmix": "harness.cli.skillmix:import_skillmix",
     "judges": "harness.cli.judges:judges",
     "agreement": "harness.cli.agreement:agreement",
     "labels": "harness.cli.agreement:labels",
@@ -54,7 +54,7 @@ def main() -> None:
     # transformers imports DeepSpeed when it is installed, and DeepSpeed warns at length while it
     # probes for an accelerator; on a machine without a GPU, tell it the answer up front.
     if "DS_ACCELERATOR" not in os.environ:
-        from harness.server import detect_device
+        from harness.core.vllm import detect_device
 
         if detect_device() == "cpu":
             os.environ["DS_ACCELERATOR"] = "cpu"

@@ -18,8 +18,8 @@ from harness.agreement_data import (
     run_answers,
     sample_answers,
 )
-from harness.errors import HarnessError
-from harness.store import RunStore
+from harness.core.errors import HarnessError
+from harness.core.store import RunStore
 from judges.agreement import read_ratings_csv
 from judges.agreement_report import AgreementReport, agreement_report
 from judges.labels import write_label_sheet

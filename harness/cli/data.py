@@ -7,32 +7,17 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.audit import HeldoutTerms, audit_dataset, heldout_tasks
-from harness.cli.options import catalog_options, registry_from
-from harness.cli.run import build_evaluation, evaluation_options
-from harness.datagen import RUN_DIR, ExportSpec, KeepRule, ModelInfo, export_dataset, parse_ks, train_task_names
-from harness.evaluate import (
-    ModelChoice,
-    report_store,
-    resolve_tasks,
-)
-from harness.serving import ensure_default_model
-from harness.store import RunStore
+from harness.cli.console import run_evaluation
+from harness.cli.options import build_evaluation, catalog_options, evaluation_options, registry_from
+from harness.core.audit import HeldoutTerms, audit_dataset, heldout_tasks
+from harness.datagen import RUN_DIR, ExportSpec, KeepRule, export_dataset, parse_ks, train_task_names
+from harness.evaluation import resolve_tasks
+from harness.report import report_run
 
 ALLOW_HELP = (
     "Exempt a held-out skill or topic from the message-text checks (repeatable), for an ordinary word used innocently, "
     "e.g. 'friction' in a text about ice hockey. The skills/topic columns and combinations are still checked."
 )
-
-
-def _model_info(store: RunStore, choice: ModelChoice) -> ModelInfo:
-    record = next((model for model in store.models() if model.name == choice.name), None)
-    return ModelInfo(
-        name=choice.name,
-        identity=record.identity if record else None,
-        reference=choice.reference,
-        style=choice.judge.style if choice.judge else None,
-    )
 
 
 @click.command("generate-data")
@@ -85,15 +70,14 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
     terms = HeldoutTerms.from_tasks(heldout)
     rule = KeepRule(min_points if min_points is not None else 1.0)
     out = out or Path("runs") / "data" / family
-    teacher_text = teacher or str(ensure_default_model("teacher"))
-    evaluation = build_evaluation(tasks, [teacher_text], out / RUN_DIR, **options)
-    teacher_choice, judge_list = evaluation.students[0], evaluation.judges
-    store = evaluation.open_store()
-    evaluation.run(store)
-    report_store(store, evaluation.out, True, evaluation.meta(store, True))
-    teacher_info = _model_info(store, teacher_choice)
-    judge_infos = tuple(_model_info(store, choice) for choice in judge_list)
-    result = export_dataset(store, ExportSpec(tuple(tasks), teacher_info, judge_infos, rule, terms), out)
+    evaluation = build_evaluation(tasks, [teacher] if teacher else [], out / RUN_DIR, student_role="teacher", **options)
+    store = run_evaluation(evaluation)
+    try:
+        report_run(store, evaluation.out)
+        spec = ExportSpec(tuple(tasks), evaluation.students[0], tuple(evaluation.judges), rule, terms)
+        result = export_dataset(store, spec, out)
+    finally:
+        store.close()
     rows = [[c.k, c.answers, c.kept, c.rejected, c.unscored, c.heldout_mention] for c in result.counts]
     total = [sum(row[i] for row in rows) for i in range(1, 6)]
     click.echo(

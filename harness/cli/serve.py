@@ -3,93 +3,64 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 from pathlib import Path
 
 import click
 
-from harness.client import ModelClient, ModelRef, SamplingParams
-from harness.server import ServingOptions, terminate_on_sigterm
-from harness.serving import serve_roles
+from harness.cli.options import pop_serving, serving_options
+from harness.core.client import ModelClient, SamplingParams
+from harness.core.connect import connect
+from harness.core.vllm import terminate_on_sigterm
+from harness.evaluation import resolve_judges, resolve_students
 
 
-def serving_options(function):
-    """Options shared by every command that may start servers."""
-    options = [
-        click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True),
-        click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True,
-                     help="GPU memory fraction for all servers together; split evenly between them."),
-        click.option("--cpu-kv-cache-gib", type=float, default=4.0, show_default=True,
-                     help="CPU KV-cache space for all servers together (GiB); split evenly."),
-        click.option("--max-model-len", type=int, default=None, help="Passed to vLLM as --max-model-len."),
-        click.option("--startup-timeout", type=float, default=900.0, show_default=True, help="Seconds to wait for health."),
-        click.option("--student-vllm-args", default="", help="Extra vLLM arguments for the student server, e.g. '--tensor-parallel-size 2'."),
-        click.option("--judge-vllm-args", default="", help="Extra vLLM arguments for the judge server."),
-        click.option("--max-concurrency", type=int, default=64, show_default=True, help="Requests in flight per endpoint."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-SERVING_KEYS = (
-    "device", "gpu_memory_utilization", "cpu_kv_cache_gib", "max_model_len", "startup_timeout",
-    "student_vllm_args", "judge_vllm_args", "max_concurrency",
-)  # fmt: skip
-
-
-def build_serving(log_dir: Path, **kwargs) -> tuple[ServingOptions, dict[str, list[str]], int]:
-    options = ServingOptions(
-        device=kwargs["device"],
-        gpu_memory_utilization=kwargs["gpu_memory_utilization"],
-        cpu_kv_cache_gib=kwargs["cpu_kv_cache_gib"],
-        startup_timeout=kwargs["startup_timeout"],
-        max_model_len=kwargs["max_model_len"],
-        log_dir=log_dir,
-    )
-    extra = {
-        "student": shlex.split(kwargs["student_vllm_args"]),
-        "judge": shlex.split(kwargs["judge_vllm_args"]),
-    }
-    return options, extra, kwargs["max_concurrency"]
-
-
-async def _ask(refs: dict[str, ModelRef], prompt: str) -> dict[str, str]:
-    cache = None  # a smoke test must reach the servers
+async def _ask(clients: dict[str, ModelClient], prompt: str) -> dict[str, str]:
     answers = {}
-    for role, ref in refs.items():
-        client = ModelClient(ref, cache)
-        reply = await client.chat([{"role": "user", "content": prompt}], SamplingParams(max_tokens=32, temperature=0.0))
-        answers[role] = reply.text
-        await client.aclose()
+    try:
+        for name, client in clients.items():
+            reply = await client.chat([{"role": "user", "content": prompt}], SamplingParams(max_tokens=32, temperature=0.0))
+            answers[name] = reply.text
+    finally:
+        for client in clients.values():
+            await client.aclose()
     return answers
 
 
+def _joined(models: tuple[str, ...], urls: tuple[str, ...]) -> list[str]:
+    """--student/--judge values, with repeated --*-url replicas joined into one comma-separated model."""
+    return [*models, ",".join(urls)] if urls else list(models)
+
+
 @click.command()
-@click.option("--student", "student", multiple=True, help="Student model: local path, server URL (repeatable), or openai:NAME.")
-@click.option("--judge", "judge", multiple=True, help="Judge model: local path, server URL (repeatable), or openai:NAME.")
+@click.option("--student", "students", multiple=True, metavar="[NAME=]MODEL",
+              help="Student model: local path, server URL(s) or openai:NAME (repeatable). Default: the tiny model.")
+@click.option("--judge", "judges", multiple=True, metavar="[NAME=]JUDGE",
+              help="Judge: a registered judge, local path, server URL(s) or openai:NAME (repeatable). Default: the tiny judge.")
 @click.option("--student-url", "student_urls", multiple=True, help="Attach to a running student server (repeat for replicas).")
 @click.option("--judge-url", "judge_urls", multiple=True, help="Attach to a running judge server (repeat for replicas).")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @click.option("--ask", default=None, help="Send this prompt to every model, print the replies and exit.")
 @serving_options
-def serve(student, judge, student_urls, judge_urls, log_dir, ask, **kwargs) -> None:
+def serve(students, judges, student_urls, judge_urls, log_dir, ask, **options) -> None:  # fmt: skip
     """Serve a student and a judge with vLLM on this machine until Ctrl-C.
 
-    With no model given, serves the embedded tiny default models.
+    With no model given, serves the embedded tiny default models. Replies are not cached.
     """
-    options, extra, max_concurrency = build_serving(log_dir, **kwargs)
-    models = {"student": list(student) + list(student_urls), "judge": list(judge) + list(judge_urls)}
+    serving, extra, max_concurrency = pop_serving(options, log_dir)
+    models = resolve_students(_joined(students, student_urls), "student", extra["student"], max_concurrency)
+    models += [judge.model for judge in resolve_judges(_joined(judges, judge_urls), vllm_args=extra["judge"],
+                                                       max_concurrency=max_concurrency)]  # fmt: skip
     click.echo("starting servers (a few minutes on the CPU)...", err=True)
-    with terminate_on_sigterm(), serve_roles(models, options, max_concurrency=max_concurrency, extra_args=extra) as refs:
-        for role, ref in refs.items():
-            for endpoint in ref.endpoints:
-                click.echo(f"{role}: {endpoint.base_url}  model={endpoint.model}  api_key={endpoint.api_key}")
+    with terminate_on_sigterm(), connect(models, serving) as clients:
+        for name, client in clients.items():
+            for endpoint in client.model.endpoints:
+                click.echo(f"{client.model.role}: {endpoint.base_url}  name={name}  model={endpoint.model}  "
+                           f"api_key={endpoint.api_key}")  # fmt: skip
         click.echo("ready: servers are up (Ctrl-C stops them)")
         if ask is not None:
-            for role, text in asyncio.run(_ask(refs, ask)).items():
-                click.echo(f"{role} says: {text!r}")
+            for name, text in asyncio.run(_ask(clients, ask)).items():
+                click.echo(f"{name} says: {text!r}")
             return
         try:
             while True:
@@ -112,7 +83,7 @@ def tiny(directory: Path, seed: int, size: str, overwrite: bool) -> None:
     """Build a tiny random Llama chat model in DIRECTORY (no download)."""
     from dataclasses import replace
 
-    from harness.tinymodel import SIZES, build_tiny_model
+    from harness.core.tinymodel import SIZES, build_tiny_model
 
     build_tiny_model(directory, replace(SIZES[size], seed=seed), overwrite=overwrite)
     click.echo(f"wrote a {size} model (seed {seed}) to {directory}")

@@ -1,0 +1,194 @@
+"""The one async path for every model call: vLLM servers and the OpenAI API.
+
+A client serves one connected `Model` (harness.core.models): an identity for
+the cache and one or more OpenAI-compatible endpoints (replicas). A call is answered
+from the SQLite cache when it can be; otherwise it goes to the least busy
+endpoint, through that endpoint's semaphore (the only concurrency limit in the
+project), with a timeout, and with retries on connection errors, timeouts,
+429 and 5xx, backing off exponentially with full jitter and honouring
+Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import openai
+
+from harness.core.cache import CachedReply, ResponseCache, cache_key
+from harness.core.errors import HarnessError
+from harness.core.models import Endpoint, Model
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    max_tokens: int = 512
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    finish_reason: str | None
+    cached: bool
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    timeout: float = 600.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
+
+
+def _retry_after(error: Exception) -> float | None:
+    response = getattr(error, "response", None)
+    header = response.headers.get("retry-after") if response is not None else None
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(header)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+@dataclass
+class _EndpointState:
+    endpoint: Endpoint
+    semaphore: asyncio.Semaphore
+    client: openai.AsyncOpenAI
+    in_flight: int = 0
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0  # sent to a server, retries included
+    cache_hits: int = 0
+    retries: int = 0
+
+
+class ModelClient:
+    """Cached, rate-limited, retrying chat completions for one connected `Model`."""
+
+    def __init__(self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None):
+        if not model.endpoints or model.identity is None:
+            raise HarnessError(f"the {model.role} model {model.name} is not connected (no endpoint or identity)")
+        self.model = model
+        self.cache = cache
+        self.policy = policy or RetryPolicy()
+        self.stats = ClientStats()
+        self._states: list[_EndpointState] | None = None
+
+    def _endpoint_states(self) -> list[_EndpointState]:
+        # Created lazily so the semaphores and HTTP clients bind to the running event loop.
+        if self._states is None:
+            self._states = [
+                _EndpointState(
+                    endpoint=endpoint,
+                    semaphore=asyncio.Semaphore(self.model.concurrency),
+                    client=openai.AsyncOpenAI(
+                        base_url=endpoint.base_url,
+                        api_key=endpoint.api_key,
+                        max_retries=0,
+                        timeout=self.policy.timeout,
+                    ),
+                )
+                for endpoint in self.model.endpoints
+            ]
+        return self._states
+
+    def key(
+        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int, regex: str | None = None
+    ) -> str:
+        parameters = sampling.as_dict() | ({"regex": regex} if regex else {})
+        return cache_key(self.model.identity, messages, parameters, sample_index)
+
+    def effective(self, sampling: SamplingParams) -> SamplingParams:
+        """The sampling this client really sends: without the seed where seeds are off."""
+        return sampling if self.model.seeded or sampling.seed is None else replace(sampling, seed=None)
+
+    def sent_sampling(self, sampling: SamplingParams) -> dict[str, object]:
+        """What a request with ``sampling`` sends, as stored with every generation and grade."""
+        return self.effective(sampling).as_dict()
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams,
+        sample_index: int = 0,
+        *,
+        regex: str | None = None,
+    ) -> Reply:
+        """One chat completion; `regex` constrains the reply (vLLM structured outputs)."""
+        sampling = self.effective(sampling)
+        key = self.key(messages, sampling, sample_index, regex)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self.stats.cache_hits += 1
+            return Reply(text=hit.text, finish_reason=hit.finish_reason, cached=True)
+        extra_body = {"structured_outputs": {"regex": regex}} if regex else None
+        text, finish_reason = await self._call_with_retries(messages, sampling, extra_body)
+        if self.cache is not None:
+            self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
+        return Reply(text=text, finish_reason=finish_reason, cached=False)
+
+    async def _call_with_retries(
+        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
+    ) -> tuple[str, str | None]:
+        attempt = 0
+        while True:
+            state = min(self._endpoint_states(), key=lambda s: s.in_flight)
+            state.in_flight += 1
+            try:
+                async with state.semaphore:
+                    self.stats.requests += 1
+                    completion = await state.client.chat.completions.create(
+                        model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
+                    )
+                choice = completion.choices[0]
+                return choice.message.content or "", choice.finish_reason
+            except RETRYABLE as error:
+                if attempt >= self.policy.max_retries:
+                    raise HarnessError(
+                        f"the {self.model.role} model at {state.endpoint.base_url} failed after "
+                        f"{attempt + 1} attempts: {type(error).__name__}: {error}"
+                    ) from error
+                delay = self.policy.delay(attempt, _retry_after(error))
+                attempt += 1
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+            except openai.AuthenticationError as error:
+                raise HarnessError(
+                    f"the {self.model.role} endpoint {state.endpoint.base_url} rejected the API key: {error}. "
+                    "Check OPENAI_API_KEY or the key given with the URL."
+                ) from error
+            except openai.APIStatusError as error:
+                raise HarnessError(
+                    f"the {self.model.role} model at {state.endpoint.base_url} refused the request "
+                    f"(HTTP {error.status_code}): {error.message}"
+                ) from error
+            finally:
+                state.in_flight -= 1
+
+    async def aclose(self) -> None:
+        for state in self._states or []:
+            await state.client.close()
+        self._states = None

