@@ -25,9 +25,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.prompts import sentence_limit
 from judges import rules_lexicon as lex
-from judges.rubric import sentence_limit
 from judges.rules import Check, RuleWorld, grade_answer
 
 MAX_ATTEMPTS = 200

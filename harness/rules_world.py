@@ -14,8 +14,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.catalog import Catalog, load_open_catalog
-from harness.errors import HarnessError
+from harness.core.catalog import Catalog, load_open_catalog
+from harness.core.errors import HarnessError
 from judges.rules import RuleWorld
 
 CHECK_COLUMN = "check"

@@ -50,8 +50,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.errors import HarnessError
-from judges.rubric import count_sentences, names_skill, rubric_items, sentence_limit
+from harness.core.errors import HarnessError
+from harness.core.names import names_skill
+from harness.core.prompts import sentence_limit
+from judges.rubric import count_sentences, rubric_items
 from judges.rules_lexicon import BASE_WORDS
 
 CHECK_KINDS = ("word", "anyword", "char", "enclosed", "digits", "capsword", "longword", "repeat", "first")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.names import names_skill
 from harness.rules_teacher import write_text
 from harness.rules_world import load_rule_catalog
-from judges.rubric import count_sentences, names_skill
+from judges.rubric import count_sentences
 from judges.rules import RuleWorld, grade_answer, makes_sense, mentions_topic, parse_check, sense_problem, words
 from judges.rules_lexicon import BASE_WORDS
 
