@@ -151,6 +151,18 @@ def test_rules_on_a_task_outside_the_rule_world_is_refused(tmp_path: Path, flag:
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--student", "rules"], "nothing to serve"),
+        (["judges", "adversarial", "--judge", "rules"], "nothing to talk it into"),
+    ],
+)
+def test_commands_without_a_use_for_the_rule_backend_refuse_it(args: list[str], message: str) -> None:
+    with pytest.raises(HarnessError, match=message):
+        invoke(*args)
+
+
 def test_a_judge_file_cannot_take_the_rule_judges_name(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text("model: openai:gpt-4o\n")
     with pytest.raises(HarnessError, match="belongs to the built-in rule judge"):
