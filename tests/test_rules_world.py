@@ -8,6 +8,7 @@ The one vLLM test (marked integration) puts a real tiny judge next to the rule j
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -22,10 +23,11 @@ from harness.core.connect import connect
 from harness.core.errors import HarnessError
 from harness.core.models import RULES, resolve_model
 from harness.core.registry import load_registry
-from harness.core.store import RunStore
+from harness.core.store import AnswerKey, RunStore
 from harness.core.vllm import ServingOptions
-from judges.grader import BEGIN_MARKER, END_MARKER
-from judges.rubric import item_count
+from judges.grader import BEGIN_MARKER, END_MARKER, Grader
+from judges.registry import resolve_judge
+from judges.rubric import Score, item_count
 from judges.styles import read_reply
 from trainers.dataset import load_conversations
 
@@ -81,6 +83,28 @@ def test_rules_names_a_model_free_backend_that_connect_leaves_alone() -> None:
     # Nothing to serve or contact: connect yields no client for it (and would fail if it tried to serve).
     with connect([student, judge], ServingOptions(device="cpu")) as clients:
         assert clients == {}
+
+
+def test_the_rule_judge_grades_through_the_grader_with_raw_checks_and_reasons() -> None:
+    task = load_registry().get(f"{FAMILY}-k4-train")
+    combination = task.combinations()[0]  # ladder word, digit number, repeated word, orchard word; topic king
+    answer = "The king moved the ladder into the orchard at 7. The LADDER word fell."
+    grader = Grader(resolve_judge(RULES), None)
+    grade = asyncio.run(grader.grade(task, combination, answer, AnswerKey(task.name, 0, "s", 0), 0))
+    # Every skill check passes ("ladder" twice: the repeat), the topic occurs, three words are outside the
+    # lexicon, two sentences are within the limit of 3.
+    assert grade.points == (1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0)
+    assert "words outside the lexicon: fell, into, word" in grade.reply and "passes repeat:4" in grade.reply
+    assert (grade.usable, grade.attempts, grade.sampling, grade.style) == (True, 1, None, "items")
+    # The raw check passed though the text names "ladder word"; scoring applies the penalty, as for any judge.
+    scored = Score.from_points(grade.points).corrected(answer, combination.skills, name_penalty=True)
+    assert scored.points == (0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0)
+
+
+def test_a_model_judge_without_a_client_is_a_programming_error() -> None:
+    judge = resolve_judge("openai:gpt-4o")
+    with pytest.raises(HarnessError, match="needs a connected client"):
+        Grader(judge, None)
 
 
 @pytest.fixture(scope="module")
