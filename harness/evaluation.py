@@ -21,7 +21,7 @@ from typing import Any
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
 from harness.core.client import ClientStats, ModelClient
-from harness.core.connect import check_credentials, connect, ensure_default_model, with_identity
+from harness.core.connect import cache_clients, check_credentials, connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.reference_prompts import import_reference_prompts
@@ -41,6 +41,7 @@ class Events:
     """What an evaluation reports while it runs. The defaults do nothing; the CLI prints."""
 
     def warning(self, message: str) -> None: ...
+    def from_cache(self, generations: int, grades: int) -> None: ...
     def planned(self, plan: Plan) -> None: ...
     def generated(self) -> None: ...
     def graded(self) -> None: ...
@@ -142,50 +143,86 @@ class Evaluation:
     def run(self, store: RunStore, events: Events | None = None) -> dict[str, ClientStats]:
         """Do whatever the store still lacks; returns each used model's request counts.
 
-        A plan with nothing to do starts no server and makes no call.
+        What the response cache can answer is taken from it first, with no server; then
+        only the models with work left are served. A plan with nothing left to do starts
+        no server and makes no call.
         """
         events = events or Events()
         for warning in self.sampling_warnings():
             events.warning(warning)
         plan = self.plan(store)
-        events.planned(plan)
         if plan.empty:
+            events.planned(plan)
             return {}
-        students = [m for m in self.students if m.name in plan.students_needed()]
-        judges = [j for j in self.judges if j.name in plan.judges_needed()]
-        for model in students:
-            if model.is_local and (warning := chat_template_warning(model.path, model.vllm_args)):
-                events.warning(warning)
-        models = [*students, *(judge.model for judge in judges)]
         cache = None
         try:
+            # Inside the try: a damaged cache file is a HarnessError, and the events still finish.
             cache = ResponseCache(self.cache_path) if self.use_cache else None
-            # Model-free students and judges (rules) get no client: code answers for them.
-            with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
-                for client in clients.values():
-                    store.record_model(client.model)
-                runner = Runner(
-                    store,
-                    {model.name: _writer(model, clients) for model in students},
-                    {judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts)
-                     for judge in judges},
-                    on_generated=events.generated,
-                    on_graded=events.graded,
-                )  # fmt: skip
-
-                async def go() -> None:
-                    try:
-                        await runner.run(plan)
-                    finally:
-                        for client in clients.values():
-                            await client.aclose()
-
-                asyncio.run(go())
-                return {name: client.stats for name, client in clients.items()}
+            stats: dict[str, ClientStats] = {}
+            if cache is not None:
+                stats = self._answer_from_cache(store, plan, cache, events)
+                plan = self.plan(store)
+            events.planned(plan)
+            if not plan.empty:
+                for name, counts in self._serve_and_run(store, plan, cache, events).items():
+                    earlier = stats.get(name, ClientStats())
+                    stats[name] = replace(counts, cache_hits=earlier.cache_hits + counts.cache_hits)
+            return stats
         finally:
             events.finished()
             if cache is not None:
                 cache.close()
+
+    def _runner(self, store: RunStore, plan: Plan, clients: dict[str, ModelClient], events: Events | None) -> Runner:
+        students = [model for model in self.students if model.name in plan.students_needed()]
+        judges = [judge for judge in self.judges if judge.name in plan.judges_needed()]
+        return Runner(
+            store,
+            {model.name: _writer(model, clients) for model in students},
+            {judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts) for judge in judges},
+            on_generated=events.generated if events else lambda: None,
+            on_graded=events.graded if events else lambda: None,
+        )
+
+    def _needed_models(self, plan: Plan) -> list[Model]:
+        students = [model for model in self.students if model.name in plan.students_needed()]
+        return [*students, *(judge.model for judge in self.judges if judge.name in plan.judges_needed())]
+
+    def _answer_from_cache(
+        self, store: RunStore, plan: Plan, cache: ResponseCache, events: Events
+    ) -> dict[str, ClientStats]:
+        """Store every conversation and grading run of the plan that the cache answers, serving nothing."""
+        clients = cache_clients(self._needed_models(plan), self.serving, cache, request_seeds=self.request_seeds)
+        for client in clients.values():
+            store.record_model(client.model)
+        before = store.counts()
+        asyncio.run(self._runner(store, plan, clients, None).run(plan))
+        after = store.counts()
+        events.from_cache(after["generations"] - before["generations"], after["grades"] - before["grades"])
+        return {name: client.stats for name, client in clients.items() if client.stats.cache_hits}
+
+    def _serve_and_run(
+        self, store: RunStore, plan: Plan, cache: ResponseCache | None, events: Events
+    ) -> dict[str, ClientStats]:
+        """Serve (or attach to) the models the plan needs and do it."""
+        for model in self.students:
+            if model.name in plan.students_needed() and model.is_local:
+                if warning := chat_template_warning(model.path, model.vllm_args):
+                    events.warning(warning)
+        with connect(self._needed_models(plan), self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
+            for client in clients.values():
+                store.record_model(client.model)
+            runner = self._runner(store, plan, clients, events)
+
+            async def go() -> None:
+                try:
+                    await runner.run(plan)
+                finally:
+                    for client in clients.values():
+                        await client.aclose()
+
+            asyncio.run(go())
+            return {name: client.stats for name, client in clients.items()}
 
 
 def _writer(model: Model, clients: dict[str, ModelClient]) -> Writer:

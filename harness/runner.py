@@ -2,11 +2,16 @@
 
 One *conversation* is (task, combination, student, generation round): two
 student turns, then every grading run of every judge on the extracted answer.
-All conversations are started at once; the per-endpoint semaphores in the
-model client decide how many requests are really in flight, so a vLLM server
-always has a full batch to work on. Each finished conversation and each
+All conversations are started at once; the per-endpoint limits in the model
+client decide how many requests are really in flight, so a vLLM server always
+has a full batch to work on. A first turn waits behind every waiting second
+turn (``FIRST_TURN_PRIORITY``): conversations then finish early and their
+grading runs keep the judges busy while the students still work. Each finished conversation and each
 finished grading run is written to the run store straight away, so a killed
 run resumes where it stopped.
+
+With cache-only clients (harness.core.client.CacheMiss), a conversation or
+grading run that the cache cannot answer is left undone: a later plan holds it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.core.client import ModelClient
+from harness.core.client import CacheMiss, ModelClient
 from harness.core.prompts import extract_answer, render_student_turn1, render_student_turn2
 from harness.core.registry import Task
 from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Generation, RunStore
 from judges.grader import Grader, request_seed, sampling_params
+
+# Lower goes first among requests waiting for an endpoint; second turns and grading asks use 0.
+FIRST_TURN_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
     first_sampling = sampling_params(task.student_sampling, request_seed(*base, 1))
     second_sampling = sampling_params(task.student_sampling, request_seed(*base, 2))
     messages = [{"role": "user", "content": turn1}]
-    first = await client.chat(messages, first_sampling, conversation.generation_round)
+    first = await client.chat(messages, first_sampling, conversation.generation_round, priority=FIRST_TURN_PRIORITY)
     messages += [{"role": "assistant", "content": first.text}, {"role": "user", "content": turn2}]
     second = await client.chat(messages, second_sampling, conversation.generation_round)
     answer = extract_answer(second.text)
@@ -112,6 +120,7 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
         answer_marked=answer is not None,
         finish_reason=second.finish_reason,
         sampling={"turn1": client.sent_sampling(first_sampling), "turn2": client.sent_sampling(second_sampling)},
+        output_tokens=(first.output_tokens, second.output_tokens),
     )
 
 
@@ -158,14 +167,20 @@ class Runner:
         self, conversation: Conversation, generation: Generation | None, grading: list[tuple[str, int]]
     ) -> None:
         if generation is None:
-            generation = await self.students[conversation.student](conversation)
+            try:
+                generation = await self.students[conversation.student](conversation)
+            except CacheMiss:
+                return
             self.store.add_generation(generation)
             self.on_generated()
         await asyncio.gather(*(self._grade(conversation, generation, judge, run) for judge, run in grading))
 
     async def _grade(self, conversation: Conversation, generation: Generation, judge: str, grading_run: int) -> None:
-        grade = await self.graders[judge].grade(
-            conversation.task, conversation.combination, generation.answer, generation.key, grading_run
-        )
+        try:
+            grade = await self.graders[judge].grade(
+                conversation.task, conversation.combination, generation.answer, generation.key, grading_run
+            )
+        except CacheMiss:
+            return
         self.store.add_grade(grade)
         self.on_graded()

@@ -26,9 +26,6 @@ from pathlib import Path
 
 import krippendorff
 import numpy as np
-from scipy.stats import kendalltau
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from harness.core.errors import HarnessError
 from harness.core.stats import percentile_interval
@@ -74,6 +71,11 @@ def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     _check_aligned(a, b)
     if len(a) == 0:
         return math.nan  # scikit-learn raises on empty input
+    # Imported here, not at the top: scikit-learn (with pandas) and SciPy take seconds to import,
+    # and every `harness run` imports this module through the report, most without agreement to compute.
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score
+
     # Chance agreement 1 is scikit-learn's "undefined" case: it warns and returns NaN
     # (older releases divide 0 by 0); the report gives its own note instead.
     with warnings.catch_warnings():
@@ -93,6 +95,8 @@ def confusion(a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Has
             raise ValueError(f"label pair ({x!r}, {y!r}) is outside labels {tuple(labels)}")
     if len(a) == 0:
         return np.zeros((len(labels), len(labels)), dtype=int)
+    from sklearn.metrics import confusion_matrix  # slow to import: see cohen_kappa
+
     return confusion_matrix(a, b, labels=list(labels))
 
 
@@ -141,6 +145,8 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     NaN when fewer than two pairs or a side is constant.
     """
     _check_aligned(x, y)
+    from scipy.stats import kendalltau  # slow to import: see cohen_kappa
+
     with warnings.catch_warnings():
         # SciPy warns (SmallSampleWarning, a RuntimeWarning) with fewer than two models
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -145,6 +145,7 @@ class Grader:
         base = self.judge.sampling_for(task.judge_sampling)
         reading = None
         reply_text = ""
+        output_tokens: list[int | None] = []
         sampling = sampling_params(base, None)
         attempt = 0
         while attempt < self.max_attempts:
@@ -155,6 +156,7 @@ class Grader:
             reply = await self.client.chat(messages, sampling, sample_index=grading_run * 1000 + attempt, regex=regex)
             attempt += 1
             reply_text = reply.text
+            output_tokens.append(reply.output_tokens)
             reading = read_reply(reply.text, combination.skills, combination.topic, style.name)
             if reading.score.usable:
                 break
@@ -171,6 +173,7 @@ class Grader:
             points=reading.score.points,
             usable=reading.score.usable,
             sampling=sent,
+            output_tokens=tuple(output_tokens),
         )
 
     def _grade_exactly(

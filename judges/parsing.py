@@ -29,6 +29,7 @@ in judges.styles.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ _MARKER = re.compile(
     re.IGNORECASE,
 )
 _GRADE_LINE = re.compile(rf"(?<![A-Za-z])grade\s*[*_]*\s*[:=][*_ \t]*{_NUMBER}", re.IGNORECASE)
+# The label runs greedily up to its first letter (that stretch holds none), then lazily: the same
+# matches as a lazy prefix, but each line costs linear time instead of quadratic.
 _LABEL_VALUE_LINE = re.compile(
-    rf"^(?P<label>[^\n|]*?[A-Za-z][^\n|]*?)[*_ \t]*[:=\-\u2013\u2014][*_`'\" \t]*"
+    rf"^(?P<label>[^\n|A-Za-z]*[A-Za-z][^\n|]*?)[*_ \t]*[:=\-\u2013\u2014][*_`'\" \t]*"
     rf"(?P<value>{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?)"
     r"[ \t]*(?:points?|pts?)?[*_`'\". \t]*$",
     re.MULTILINE | re.IGNORECASE,
@@ -110,9 +113,22 @@ class _Entry:
     value: float | None
 
 
+class _FoldTable(dict):
+    """str.translate table for ``_fold``, filled one character at a time as characters are met."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        folded = (low if len(low := char.lower()) == 1 else char) if char.isalnum() else " "
+        self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
 def _fold(text: str) -> str:
     """Lower-case, every non-alphanumeric char -> space; keeps positions aligned with ``text``."""
-    return "".join((low if len(low := char.lower()) == 1 else char) if char.isalnum() else " " for char in text)
+    return text.translate(_FOLD_TABLE)
 
 
 def _words(text: str) -> list[str]:
@@ -120,10 +136,20 @@ def _words(text: str) -> list[str]:
 
 
 def _phrase(words: Sequence[str]) -> re.Pattern[str]:
-    return re.compile(r"(?<![^\W_])" + r"\s+".join(re.escape(word) for word in words) + r"(?![^\W_])")
+    """The words as a whole-word phrase. The pattern opens with the first word and checks the
+    character before it afterwards, so the regex engine can jump between occurrences of that word."""
+    first = re.escape(words[0])
+    return re.compile(
+        first + rf"(?<![^\W_]{first})" + "".join(r"\s+" + re.escape(word) for word in words[1:]) + r"(?![^\W_])"
+    )
 
 
-def _aliases(items: Sequence[RubricItem]) -> list[_Alias]:
+def _aliases(items: Sequence[RubricItem]) -> tuple[_Alias, ...]:
+    return _rubric_aliases(tuple(items))
+
+
+@functools.lru_cache(maxsize=1024)  # a run grades each rubric many times
+def _rubric_aliases(items: tuple[RubricItem, ...]) -> tuple[_Alias, ...]:
     aliases: list[_Alias] = []
     for index, item in enumerate(items):
         if item.kind == "skill":
@@ -146,31 +172,38 @@ def _aliases(items: Sequence[RubricItem]) -> list[_Alias]:
         for text, weak in phrases:
             if words := _words(text):
                 aliases.append(_Alias(index, _phrase(words), weak))
-    return aliases
+    return tuple(aliases)
 
 
-def _mentions(text: str, aliases: Sequence[_Alias], start: int = 0, end: int | None = None) -> list[_Mention]:
-    """Rubric-item mentions in text[start:end], dropping any inside a longer mention."""
-    folded = _fold(text)
-    end = len(text) if end is None else end
-    found = [
-        _Mention(alias.item, match.start(), match.end(), alias.weak)
-        for alias in aliases
-        for match in alias.pattern.finditer(folded, start, end)
-    ]
-    return sorted(
+def _mentions(folded: str, aliases: Sequence[_Alias], start: int = 0, end: int | None = None) -> list[_Mention]:
+    """Rubric-item mentions in folded[start:end] (text already passed through ``_fold``), ordered by
+    start, longest first, dropping any that lies inside a longer mention.
+
+    One sweep in that order finds the contained ones, so a reply with thousands of mentions costs
+    n log n, not n squared.
+    """
+    end = len(folded) if end is None else end
+    found = sorted(
         (
-            mention
-            for mention in found
-            if not any(
-                other.start <= mention.start
-                and mention.end <= other.end
-                and (other.end - other.start) > (mention.end - mention.start)
-                for other in found
-            )
+            _Mention(alias.item, match.start(), match.end(), alias.weak)
+            for alias in aliases
+            for match in alias.pattern.finditer(folded, start, end)
         ),
         key=lambda mention: (mention.start, -(mention.end - mention.start)),
     )
+    kept = []
+    reach_before = -1  # the furthest end of the mentions that start before the current start
+    group_start, group_reach = -1, -1  # the current start, and the end of its longest mention
+    for mention in found:
+        if mention.start != group_start:
+            reach_before = max(reach_before, group_reach)
+            group_start, group_reach = mention.start, mention.end
+        # Inside a longer one: one that starts earlier and ends no sooner, or one that starts here
+        # and ends later (a same-span twin is not longer, so it does not hide this one).
+        if reach_before >= mention.end or group_reach > mention.end:
+            continue
+        kept.append(mention)
+    return kept
 
 
 def _fuzzy_skill(label: str, items: Sequence[RubricItem]) -> int | None:
@@ -193,7 +226,7 @@ def _fuzzy_skill(label: str, items: Sequence[RubricItem]) -> int | None:
 
 
 def _match_label(label: str, items: Sequence[RubricItem], aliases: Sequence[_Alias]) -> int | None:
-    mentions = _mentions(label, aliases)
+    mentions = _mentions(_fold(label), aliases)
     if mentions:
         return mentions[0].item
     return _fuzzy_skill(label, items)
@@ -318,8 +351,8 @@ def _mention_tier(reply: str, mention: _Mention, bold_spans: Sequence[tuple[int,
     return 3
 
 
-def _match_segment(reply: str, start: int, end: int, aliases: Sequence[_Alias]) -> int | None:
-    mentions = _mentions(reply, aliases, start, end)
+def _match_segment(reply: str, folded: str, start: int, end: int, aliases: Sequence[_Alias]) -> int | None:
+    mentions = _mentions(folded, aliases, start, end)
     if not mentions:
         return None
     bold_spans = [match.span() for match in _BOLD.finditer(reply, start, end)]
@@ -333,6 +366,7 @@ def _match_segment(reply: str, start: int, end: int, aliases: Sequence[_Alias]) 
 def parse_items(reply: str, items: Sequence[RubricItem]) -> GradeReading:
     """Read a per-item reply (see the module docstring)."""
     aliases = _aliases(items)
+    folded = _fold(reply)  # once: folding per marker made long replies quadratic
     entries: list[_Entry] = []
     total = None
     segment_start = 0
@@ -345,7 +379,7 @@ def parse_items(reply: str, items: Sequence[RubricItem]) -> GradeReading:
             if label is not None:
                 item = _match_label(label, items, aliases)
             else:
-                item = _match_segment(reply, segment_start, marker.start(), aliases)
+                item = _match_segment(reply, folded, segment_start, marker.start(), aliases)
             entries.append(_Entry(item, _read_value(marker.group("value"))))
         # The next item's label starts on the next line, not in this item's trailing remark.
         line_end = reply.find("\n", marker.end())

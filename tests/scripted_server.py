@@ -27,6 +27,13 @@ class ScriptedServer:
         self._in_flight = 0
         self._lock = threading.Lock()
         self.delay = 0.0
+        # A gate: hold each request until `hold_until` are in flight together (then release them all),
+        # or until `hold_timeout` seconds pass; so a client that sends concurrently is seen to, however
+        # slowly the machine runs it, and one that sends one request at a time is seen not to.
+        self.hold_until = 0
+        self.hold_timeout = 2.0
+        self._released = threading.Condition(self._lock)
+        self._wave = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +48,13 @@ class ScriptedServer:
                     step = outer.script.pop(0) if outer.script else None
                     outer._in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer._in_flight)
+                    if outer.hold_until:
+                        wave = outer._wave
+                        if outer._in_flight >= outer.hold_until:
+                            outer._wave += 1
+                            outer._released.notify_all()
+                        else:
+                            outer._released.wait_for(lambda: outer._wave != wave, timeout=outer.hold_timeout)
                 try:
                     time.sleep(outer.delay)
                     if step is not None:
@@ -54,6 +68,8 @@ class ScriptedServer:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
+                    reply = outer.reply_for(body, number)
+                    words = len(reply.split())  # the "tokens" this server reports generating
                     payload = json.dumps(
                         {
                             "id": f"c{number}",
@@ -63,10 +79,11 @@ class ScriptedServer:
                             "choices": [
                                 {
                                     "index": 0,
-                                    "message": {"role": "assistant", "content": outer.reply_for(body, number)},
+                                    "message": {"role": "assistant", "content": reply},
                                     "finish_reason": "stop",
                                 }
                             ],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": words, "total_tokens": words + 1},
                         }
                     ).encode()
                     self.send_response(200)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from harness.cli.skillmix import import_skillmix as import_command
 from harness.core.errors import HarnessError
-from harness.core.store import RunStore
+from harness.core.store import SCHEMA_VERSION, RunStore
 from harness.skillmix_import import import_skillmix
 from harness.skillmix_tree import parse_graded_dir, parse_round_dir, split_skills
 from judges.rubric import Score
@@ -233,14 +233,16 @@ def test_a_schema_2_store_is_upgraded_in_place(tmp_path: Path):
     import sqlite3
 
     import_skillmix(FIXTURE, tmp_path / "run")
-    # Make it a schema-2 store: no reference column (SQLite >= 3.35 drops columns).
+    # Make it a schema-2 store: no reference column, no token counts (SQLite >= 3.35 drops columns).
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     db.execute("ALTER TABLE grades DROP COLUMN reference")
+    db.execute("ALTER TABLE grades DROP COLUMN output_tokens")
+    db.execute("ALTER TABLE generations DROP COLUMN output_tokens")
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     store = RunStore(tmp_path / "run", create=False)
-    assert store.get_meta("schema_version") == 3
+    assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
     grades = list(store.grades())
     assert len(grades) == 6 and all(grade.reference is None for grade in grades)
 

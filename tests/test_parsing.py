@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -447,3 +448,34 @@ def test_cli_parse_grade_rejects_empty_skills() -> None:
     result = CliRunner().invoke(parse_grade_command, ["--skills", " ; ", "--topic", TOPIC], input="x")
     assert result.exit_code != 0
     assert isinstance(result.exception, HarnessError)
+
+
+def _long_reply(markers: int) -> str:
+    """A per-item reply that rambles on: one justification line that mentions rubric items, then a
+    point, ``markers`` times over, and no grade of the topic or sense (so every parser reads it)."""
+    lines = []
+    for number in range(markers):
+        lines += [
+            f"{number}. **Metaphor**: the text uses spatial reasoning and a metaphor; it is about {TOPIC}.",
+            f"Point earned: {number % 2}",
+        ]
+    return "\n".join(lines) + "\nGrade: 1"
+
+
+def _fastest_parse(reply: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        parse_grade(reply, SKILLS, TOPIC)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_parsing_time_grows_linearly_with_the_reply() -> None:
+    # 4,000 lines against 200: a linear parser takes about 20 times as long; the quadratic one it
+    # replaced took about 400 times as long (8k lines: 96 s). The bound leaves room for a noisy machine.
+    small, large = _long_reply(100), _long_reply(2000)
+    assert parse_grade(large, SKILLS, TOPIC)[0] is None  # one skill given many different values: no value
+    small_time = _fastest_parse(small, repeats=5)
+    large_time = _fastest_parse(large, repeats=2)
+    assert large_time < 100 * small_time, (small_time, large_time)

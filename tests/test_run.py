@@ -193,7 +193,7 @@ def test_a_resume_with_other_settings_is_refused_unless_accepted(tmp_path: Path,
     assert store.get_meta("evaluation")["judges"]["jud"]["style"] is None
 
 
-def test_every_generation_and_grade_stores_the_sampling_it_sent(tmp_path: Path, cache: str) -> None:
+def test_every_generation_and_grade_stores_the_sampling_it_sent_and_the_tokens_it_got(tmp_path: Path, cache: str) -> None:
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
         assert run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
     store = RunStore(tmp_path / "run", create=False)
@@ -206,6 +206,9 @@ def test_every_generation_and_grade_stores_the_sampling_it_sent(tmp_path: Path, 
     sent_to_student = [{key: body[key] for key in ("temperature", "max_tokens", "top_p")} for _, body in s.requests]
     for generation in store.generations():
         assert generation.sampling["turn1"] in sent_to_student and generation.sampling["turn2"] in sent_to_student
+        # and the tokens each turn generated, as the server counted them (here: words)
+        assert generation.output_tokens == (len(ANSWER.split()), len(ANSWER.split()))
+    assert all(grade.output_tokens == (len(grade.reply.split()),) for grade in grades)
 
 
 def test_a_grading_style_no_judge_offers_is_refused_before_any_call(tmp_path: Path, cache: str) -> None:
@@ -267,6 +270,84 @@ def test_constrained_openai_judge_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="judge gpt-4o is on the OpenAI API, which takes no regex"):
         invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--constrained-judges",
                "--student", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "y"))  # fmt: skip
+
+
+def test_run_keeps_every_conversation_in_flight_up_to_the_endpoint_limit(tmp_path: Path, cache: str) -> None:
+    # The servers hold each request until 12 are in flight together (or 2 s pass): a runner that
+    # sends all 12 conversations at once is released at once and seen at 12; one that awaits one
+    # request at a time is seen at 1.
+    combinations = ("--combinations", "12")
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        s.hold_until = j.hold_until = 12
+        result = invoke("run", "skillmix-small-k2-all", *combinations, "--out", str(tmp_path / "all"), "--no-cache",
+                        "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (len(s.requests), len(j.requests)) == (24, 12)
+        assert (s.max_in_flight, j.max_in_flight) == (12, 12)  # turn 1, turn 2 and the grading runs in waves of 12
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        s.hold_until = j.hold_until = 4
+        result = invoke("run", "skillmix-small-k2-all", *combinations, "--out", str(tmp_path / "limited"), "--no-cache",
+                        "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url, "--max-concurrency", "4")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (s.max_in_flight, j.max_in_flight) == (4, 4)  # the per-endpoint limit, reached and never passed
+
+
+def test_a_run_the_cache_answers_serves_nothing_and_a_partly_cached_one_serves_only_what_missed(
+    tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.evaluation
+
+    served: list[list[str]] = []  # the models each call of connect() served or attached to
+
+    def recording_connect(models, *args, **kwargs):
+        served.append(sorted(model.name for model in models))
+        return real_connect(models, *args, **kwargs)
+
+    real_connect = harness.evaluation.connect
+    monkeypatch.setattr(harness.evaluation, "connect", recording_connect)
+    with (
+        ScriptedServer(responder=student) as s,
+        ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j,
+        ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as k,
+    ):
+        stu, jud, other = f"stu={s.endpoint.base_url}", f"jud={j.endpoint.base_url}", f"other={k.endpoint.base_url}"
+        assert run_task(tmp_path / "first", cache, stu, jud).exit_code == 0
+        assert served == [["jud", "stu"]] and (len(s.requests), len(j.requests)) == (10, 5)
+
+        # A new run directory, the same cache: every answer and grade comes from the cache.
+        again = run_task(tmp_path / "second", cache, stu, jud)
+        assert again.exit_code == 0, again.output
+        assert served == [["jud", "stu"]], "a fully cached run connected to a model"
+        assert (len(s.requests), len(j.requests)) == (10, 5)
+        assert "from the response cache: 5 answers, 5 grading runs" in again.output
+        assert "no server started" in again.output
+        assert results(tmp_path / "second")[0]["metrics"] == results(tmp_path / "first")[0]["metrics"]
+        store = RunStore(tmp_path / "second", create=False)
+        assert store.counts() == {"combinations": 5, "generations": 5, "grades": 5}
+        assert {model.name for model in store.models()} == {"stu", "jud"}
+
+        # Another judge: the answers come from the cache; only the new judge is connected and asked.
+        partial = run_task(tmp_path / "third", cache, stu, other)
+        assert partial.exit_code == 0, partial.output
+        assert served[1:] == [["other"]]
+        assert (len(s.requests), len(j.requests), len(k.requests)) == (10, 5, 5)
+        assert "from the response cache: 5 answers, 0 grading runs" in partial.output
+    assert results(tmp_path / "third")[0]["metrics"]["skill_fraction"]["value"] == 0.5
+
+
+def test_second_turns_go_before_waiting_first_turns_so_grading_starts_early(tmp_path: Path, cache: str) -> None:
+    # One request in flight per endpoint: the order the student server sees is the runner's choice.
+    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        result = invoke("run", "skillmix-small-k2-all", "--combinations", "6", "--out", str(tmp_path / "run"),
+                        "--no-cache", "--student", s.endpoint.base_url, "--judge", j.endpoint.base_url,
+                        "--max-concurrency", "1")  # fmt: skip
+        assert result.exit_code == 0, result.output
+    turns = [len(body["messages"]) for _, body in s.requests]  # 1: a first turn, 3: a second turn
+    assert sorted(turns) == [1] * 6 + [3] * 6
+    # First come, first served would send all six first turns before any second turn.
+    assert turns.index(3) < len(turns) - 1 - turns[::-1].index(1)
+    last_first_turn = max(at for at, body in s.requests if len(body["messages"]) == 1)
+    assert min(at for at, _ in j.requests) < last_first_turn  # the judge works while first turns remain
 
 
 def test_one_model_name_through_two_base_urls_never_shares_a_cache_entry(tmp_path: Path, cache: str, monkeypatch) -> None:

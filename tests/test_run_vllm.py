@@ -106,7 +106,11 @@ def test_killed_run_resumes_to_exactly_the_expected_records(vllm_servers, tmp_pa
 
 
 def test_default_run_serves_the_embedded_models_and_stops_them(tmp_path: Path) -> None:
-    """The README's main command, on a small task: builds the tiny models, serves them, reports, stops."""
+    """The README's main command, on a small task: builds the tiny models, serves them, reports, stops;
+    then the same run into a new directory, the cache answering everything, starts no server.
+
+    (That a partly cached run serves only the models with work left is checked on scripted servers
+    in tests/test_run.py; here it would cost another server start.)"""
     env = {**os.environ, "SKILLMIX_CACHE": str(tmp_path / "cache" / "responses.sqlite")}
     finished = subprocess.run(
         [sys.executable, "-m", "harness", "run", "skillmix-small-k3-heldout", "--combinations", "4",
@@ -126,3 +130,16 @@ def test_default_run_serves_the_embedded_models_and_stops_them(tmp_path: Path) -
     assert "<svg" in page and 'id="answer-browser"' in page and page.count('"generation_round":') == 4
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "cache" / "models") not in ps
+
+    # The same run into a new directory: the cache answers everything, so no server starts.
+    again = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "skillmix-small-k3-heldout", "--combinations", "4",
+         "--out", str(tmp_path / "again"), "--device", "cpu", "--cpu-kv-cache-gib", "2"],
+        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "from the response cache: 4 answers, 4 grading runs" in again.stderr
+    assert "no server started" in again.stderr
+    assert not (tmp_path / "again" / "logs").exists()  # the servers' logs: none was started
+    (cached_row,) = json.loads((tmp_path / "again" / "results.json").read_text())["results"]
+    assert cached_row["metrics"] == row["metrics"]

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "import-skillmix": "harness.cli.skillmix:import_skillmix",
     "judges": "harness.cli.judges:judges",
     "agreement": "harness.cli.agreement:agreement",
+    "bench": "harness.cli.bench:bench",
     "labels": "harness.cli.agreement:labels",
     "generate-data": "harness.cli.data:generate_data",
     "data": "harness.cli.data:data",

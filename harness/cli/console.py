@@ -26,6 +26,10 @@ class ProgressBars(Events):
     def warning(self, message: str) -> None:
         click.secho(f"warning: {message}", fg="yellow", err=True)
 
+    def from_cache(self, generations: int, grades: int) -> None:
+        if generations or grades:
+            click.echo(f"from the response cache: {generations} answers, {grades} grading runs", err=True)
+
     def planned(self, plan: Plan) -> None:
         if plan.empty:
             click.echo("nothing to do: every answer and grade is in the store (no server started)", err=True)

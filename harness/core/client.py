@@ -3,10 +3,15 @@
 A client serves one connected `Model` (harness.core.models): an identity for
 the cache and one or more OpenAI-compatible endpoints (replicas). A call is answered
 from the SQLite cache when it can be; otherwise it goes to the least busy
-endpoint, through that endpoint's semaphore (the only concurrency limit in the
-project), with a timeout, and with retries on connection errors, timeouts,
+endpoint, through that endpoint's limit of requests in flight (the only
+concurrency limit in the project; harness.core.slots lets a call's priority
+decide who goes next), with a timeout, and with retries on connection errors, timeouts,
 429 and 5xx, and on bodies that are not chat completions, backing off
 exponentially with full jitter and honouring Retry-After.
+
+A cache-only client (``cache_only=True``) needs no server: it answers from the
+cache or raises ``CacheMiss``, so a run can take everything the cache holds
+before it decides which servers it still needs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import openai
 from harness.core.cache import CachedReply, ResponseCache, cache_key
 from harness.core.errors import HarnessError
 from harness.core.models import Endpoint, Model
+from harness.core.slots import PrioritySlots
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Reply:
     text: str
     finish_reason: str | None
     cached: bool
+    output_tokens: int | None = None  # what the server generated; None from the cache or when it does not say
 
 
 @dataclass
@@ -72,6 +79,10 @@ def _retry_after(error: Exception) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+class CacheMiss(Exception):
+    """A cache-only client was asked for a reply that its cache does not hold."""
+
+
 class MalformedReply(ValueError):
     """A response body that is not a chat completion; retried like a server error, since proxies send those."""
 
@@ -82,6 +93,12 @@ def read_completion(body: bytes) -> tuple[str, str | None]:
     A missing (null) content is an empty reply; anything that is not a chat completion
     raises MalformedReply saying what it is.
     """
+    text, finish_reason, _ = read_completion_and_tokens(body)
+    return text, finish_reason
+
+
+def read_completion_and_tokens(body: bytes) -> tuple[str, str | None, int | None]:
+    """As read_completion, with the tokens the server says it generated (None when it does not say)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -99,7 +116,9 @@ def read_completion(body: bytes) -> tuple[str, str | None]:
     content, finish_reason = message.get("content"), choice.get("finish_reason")
     if not isinstance(content, str | None) or not isinstance(finish_reason, str | None):
         raise MalformedReply(f"a content or finish_reason that is not text: {_preview(body)}")
-    return content or "", finish_reason
+    usage = data.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return content or "", finish_reason, tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
 
 
 def _preview(body: bytes, limit: int = 120) -> str:
@@ -110,7 +129,7 @@ def _preview(body: bytes, limit: int = 120) -> str:
 @dataclass
 class _EndpointState:
     endpoint: Endpoint
-    semaphore: asyncio.Semaphore
+    slots: PrioritySlots
     client: openai.AsyncOpenAI
     in_flight: int = 0
 
@@ -125,11 +144,16 @@ class ClientStats:
 class ModelClient:
     """Cached, rate-limited, retrying chat completions for one connected `Model`."""
 
-    def __init__(self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None):
-        if not model.endpoints or model.identity is None:
+    def __init__(
+        self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None, *, cache_only: bool = False
+    ):
+        if model.identity is None or not (model.endpoints or cache_only):
             raise HarnessError(f"the {model.role} model {model.name} is not connected (no endpoint or identity)")
+        if cache_only and cache is None:
+            raise ValueError("a cache-only client needs a cache")
         self.model = model
         self.cache = cache
+        self.cache_only = cache_only
         self.policy = policy or RetryPolicy()
         self.stats = ClientStats()
         self._states: list[_EndpointState] | None = None
@@ -140,7 +164,7 @@ class ModelClient:
             self._states = [
                 _EndpointState(
                     endpoint=endpoint,
-                    semaphore=asyncio.Semaphore(self.model.concurrency),
+                    slots=PrioritySlots(self.model.concurrency),
                     client=openai.AsyncOpenAI(
                         base_url=endpoint.base_url,
                         api_key=endpoint.api_key,
@@ -173,35 +197,44 @@ class ModelClient:
         sample_index: int = 0,
         *,
         regex: str | None = None,
+        priority: int = 0,
     ) -> Reply:
-        """One chat completion; `regex` constrains the reply (vLLM structured outputs)."""
+        """One chat completion; `regex` constrains the reply (vLLM structured outputs). Among calls
+        waiting for the endpoint, a lower ``priority`` goes first."""
         sampling = self.effective(sampling)
         key = self.key(messages, sampling, sample_index, regex)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return Reply(text=hit.text, finish_reason=hit.finish_reason, cached=True)
+        if self.cache_only:
+            raise CacheMiss(self.model.name)
         extra_body = {"structured_outputs": {"regex": regex}} if regex else None
-        text, finish_reason = await self._call_with_retries(messages, sampling, extra_body)
+        text, finish_reason, output_tokens = await self._call_with_retries(messages, sampling, extra_body, priority)
         if self.cache is not None:
             self.cache.put(key, self.model.identity, CachedReply(text=text, finish_reason=finish_reason))
-        return Reply(text=text, finish_reason=finish_reason, cached=False)
+        return Reply(text=text, finish_reason=finish_reason, cached=False, output_tokens=output_tokens)
 
     async def _call_with_retries(
-        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, extra_body: dict | None = None
-    ) -> tuple[str, str | None]:
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams,
+        extra_body: dict | None = None,
+        priority: int = 0,
+    ) -> tuple[str, str | None, int | None]:
+        """(text, finish reason, output tokens) of one completion, retried as the module docstring says."""
         attempt = 0
         while True:
             state = min(self._endpoint_states(), key=lambda s: s.in_flight)
             state.in_flight += 1
             try:
-                async with state.semaphore:
+                async with state.slots.hold(priority):
                     self.stats.requests += 1
                     # The raw body, read by read_completion: the SDK does not check what it parses, so a
                     # list or a body without choices would come out as AttributeErrors and IndexErrors.
                     response = await state.client.chat.completions.with_raw_response.create(
                         model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
                     )
-                return read_completion(response.http_response.content)
+                return read_completion_and_tokens(response.http_response.content)
             except (*RETRYABLE, MalformedReply) as error:
                 if attempt >= self.policy.max_retries:
                     if isinstance(error, MalformedReply):

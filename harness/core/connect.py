@@ -13,6 +13,11 @@
 - model-free models (``rules``, see harness.core.models) are neither served nor
   contacted and get no client: code answers for them, and the caller handles them.
 
+``cache_clients`` gives cache-only clients instead, serving nothing: each
+model's identity is found without a server (local files, GET /models, the
+environment), so a run can first take what the cache holds and serve only
+the models whose work is left.
+
 A model's identity (the cache's and the store's name for what answers) is a
 fingerprint of its files for a local model, the served model plus the server
 addresses for URLs, and the model name plus the base URL for the OpenAI API,
@@ -130,6 +135,34 @@ def _attached(model: Model) -> Model:
     return replace(model, identity=identity, endpoints=endpoints)
 
 
+def identified(model: Model) -> Model:
+    """The model with the identity the cache and the store know it by, found without serving it."""
+    if model.kind == OPENAI:
+        return _openai(model)
+    if model.kind == URL:
+        return _attached(model)
+    return with_identity(model)
+
+
+def cache_clients(
+    models: Sequence[Model], serving: ServingOptions, cache: ResponseCache, *, request_seeds: bool | None = None
+) -> dict[str, ModelClient]:
+    """A cache-only client per model name (harness.core.client.CacheMiss for what the cache lacks); starts no server.
+
+    Model-free models (rules) get none, as in ``connect``: code answers for them.
+    """
+    clients = {}
+    for model in sorted((model for model in models if not model.model_free), key=_checks_first):
+        ready = replace(identified(model), seeded=wants_seeds(model, request_seeds, serving.device))
+        clients[model.name] = ModelClient(ready, cache, cache_only=True)
+    return clients
+
+
+def _checks_first(model: Model) -> tuple[bool, bool]:
+    """OpenAI models first (a missing key is found without a request), then URLs, then local models."""
+    return (model.kind != OPENAI, model.kind != URL)
+
+
 @contextlib.contextmanager
 def connect(
     models: Sequence[Model],
@@ -147,7 +180,7 @@ def connect(
     if len(set(names)) != len(names):
         raise HarnessError(f"two models are named {next(n for n in names if names.count(n) > 1)!r}; name them apart")
     connected: dict[str, Model] = {}
-    for model in sorted(models, key=lambda m: (m.kind != OPENAI, m.kind != URL)):
+    for model in sorted(models, key=_checks_first):
         if model.kind == OPENAI:
             connected[model.name] = _openai(model)
         elif model.kind == URL:

@@ -5,7 +5,8 @@ transaction when it completes, under a primary key that names exactly what it
 is (task, combination, student, generation round[, judge, grading run]). A run
 killed at any moment therefore resumes by skipping the rows that exist: no
 record is lost beyond the requests in flight (whose replies the response cache
-usually still holds), and none can be written twice.
+usually still holds), and none can be written twice. A row keeps the sampling
+it sent and how many tokens each reply took (what `harness bench` replays).
 
 Besides the work rows the store keeps what is needed to resume faithfully: each
 task's resolved configuration and combinations, each model's identity, the
@@ -29,7 +30,7 @@ from harness.core.errors import HarnessError, database_error
 from harness.core.models import Model
 from harness.core.rundir import STORE_NAME, RunLock, check_not_a_file, make_dirs
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,20 +44,21 @@ CREATE TABLE IF NOT EXISTS generations (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     turn1_prompt TEXT NOT NULL, turn1_reply TEXT NOT NULL, turn2_prompt TEXT NOT NULL, turn2_reply TEXT NOT NULL,
     answer TEXT NOT NULL, answer_marked INTEGER NOT NULL, finish_reason TEXT, created REAL NOT NULL,
-    sampling TEXT,
+    sampling TEXT, output_tokens TEXT,
     PRIMARY KEY (task, combination, student, generation_round));
 CREATE TABLE IF NOT EXISTS grades (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     judge TEXT NOT NULL, grading_run INTEGER NOT NULL, style TEXT NOT NULL, prompt TEXT NOT NULL,
     reply TEXT NOT NULL, attempts INTEGER NOT NULL, points TEXT NOT NULL, usable INTEGER NOT NULL,
-    created REAL NOT NULL, sampling TEXT, reference TEXT,
+    created REAL NOT NULL, sampling TEXT, reference TEXT, output_tokens TEXT,
     PRIMARY KEY (task, combination, student, generation_round, judge, grading_run));
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, command TEXT NOT NULL, versions TEXT NOT NULL,
     settings TEXT NOT NULL);
 """
 # Older stores are upgraded in place, one schema step after the other: schema 1 lacks the sampling
-# and kind columns and the sessions table (created by SCHEMA), schema 2 the grades' reference column.
+# and kind columns and the sessions table (created by SCHEMA), schema 2 the grades' reference column,
+# schema 3 the output token counts.
 _UPGRADES = {
     1: [
         "ALTER TABLE generations ADD COLUMN sampling TEXT",
@@ -64,6 +66,10 @@ _UPGRADES = {
         "ALTER TABLE models ADD COLUMN kind TEXT",
     ],
     2: ["ALTER TABLE grades ADD COLUMN reference TEXT"],
+    3: [
+        "ALTER TABLE generations ADD COLUMN output_tokens TEXT",
+        "ALTER TABLE grades ADD COLUMN output_tokens TEXT",
+    ],
 }
 
 
@@ -87,6 +93,8 @@ class Generation:
     answer_marked: bool  # False when the reply had no `Answer:` and the whole reply is graded
     finish_reason: str | None
     sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None: nothing sent (imported, rules)
+    # Tokens the server generated for (turn 1, turn 2); None where a reply came from the cache or an import.
+    output_tokens: tuple[int | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ class Grade:
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
     sampling: Mapping[str, Any] | None = None  # what the last ask sent; None: nothing sent (imported, rules)
+    output_tokens: tuple[int | None, ...] | None = None  # tokens generated per ask, as for Generation
     reference: ReferenceGrade | None = None  # the reference code's own reading; imported rows only
 
 
@@ -214,6 +223,10 @@ class RunStore:
         db = sqlite3.connect(path, timeout=60, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL loses no committed row when the process is killed, only (at worst) the
+            # last ones on a power cut, and a resume redoes those; FULL would fsync every row, which
+            # blocked the event loop for milliseconds per answer and grade.
+            db.execute("PRAGMA synchronous=NORMAL")
             version = _schema_version(db)
             if version is not None and version > SCHEMA_VERSION:
                 raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
@@ -423,44 +436,45 @@ class RunStore:
     def add_generation(self, generation: Generation) -> None:
         self._execute(
             "INSERT INTO generations (task, combination, student, generation_round, turn1_prompt, turn1_reply, "
-            "turn2_prompt, turn2_reply, answer, answer_marked, finish_reason, created, sampling) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "turn2_prompt, turn2_reply, answer, answer_marked, finish_reason, created, sampling, output_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *generation.key,
                 generation.turn1_prompt, generation.turn1_reply, generation.turn2_prompt, generation.turn2_reply,
                 generation.answer, int(generation.answer_marked), generation.finish_reason, time.time(),
-                _encode(generation.sampling),
+                _encode(generation.sampling), _encode_tokens(generation.output_tokens),
             ),
         )  # fmt: skip
 
     def add_grade(self, grade: Grade) -> None:
         self._execute(
             "INSERT INTO grades (task, combination, student, generation_round, judge, grading_run, style, prompt, "
-            "reply, attempts, points, usable, created, sampling, reference) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reply, attempts, points, usable, created, sampling, reference, output_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *grade.key, grade.judge, grade.grading_run, grade.style, grade.prompt, grade.reply, grade.attempts,
                 json.dumps(list(grade.points)), int(grade.usable), time.time(), _encode(grade.sampling),
                 None if grade.reference is None else _encode(grade.reference.to_dict()),
+                _encode_tokens(grade.output_tokens),
             ),
         )  # fmt: skip
 
     def generations(self, task: str | None = None) -> Iterator[Generation]:
         query = "SELECT task, combination, student, generation_round, turn1_prompt, turn1_reply, turn2_prompt, " \
-                "turn2_reply, answer, answer_marked, finish_reason, sampling FROM generations"  # fmt: skip
+                "turn2_reply, answer, answer_marked, finish_reason, sampling, output_tokens FROM generations"  # fmt: skip
         rows = self._rows(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             yield Generation(AnswerKey(*row[:4]), *row[4:9], answer_marked=bool(row[9]), finish_reason=row[10],
-                             sampling=_decode(row[11]))  # fmt: skip
+                             sampling=_decode(row[11]), output_tokens=_decode_tokens(row[12]))  # fmt: skip
 
     def grades(self, task: str | None = None) -> Iterator[Grade]:
         query = "SELECT task, combination, student, generation_round, judge, grading_run, style, prompt, reply, " \
-                "attempts, points, usable, sampling, reference FROM grades"  # fmt: skip
+                "attempts, points, usable, sampling, reference, output_tokens FROM grades"  # fmt: skip
         rows = self._rows(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             reference = _decode(row[13])
             yield Grade(AnswerKey(*row[:4]), *row[4:10], points=tuple(json.loads(row[10])), usable=bool(row[11]),
-                        sampling=_decode(row[12]),
+                        sampling=_decode(row[12]), output_tokens=_decode_tokens(row[14]),
                         reference=None if reference is None else ReferenceGrade.from_dict(reference))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
@@ -483,6 +497,14 @@ def _encode(value: Mapping[str, Any] | None) -> str | None:
 
 def _decode(text: str | None) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
+
+
+def _encode_tokens(counts: Sequence[int | None] | None) -> str | None:
+    return None if counts is None else json.dumps(list(counts))
+
+
+def _decode_tokens(text: str | None) -> tuple[int | None, ...] | None:
+    return None if text is None else tuple(json.loads(text))
 
 
 class _Transaction:
