@@ -27,11 +27,13 @@ from harness.core.models import Model, resolve_model
 from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
 from harness.core.rundir import check_run_directory
-from harness.core.store import STORE_NAME, RunStore
+from harness.core.store import STORE_NAME, Generation, RunStore
 from harness.core.vllm import ServingOptions
-from harness.runner import Plan, Runner, plan_work
-from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
+from harness.rules_teacher import write_generation
+from harness.runner import Conversation, Plan, Runner, Writer, model_writer, plan_work
+from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader, check_judge_task
 from judges.registry import Judge, resolve_judge
+from judges.rules import rule_world
 from judges.styles import check_prompt_dir
 
 
@@ -68,6 +70,10 @@ class Evaluation:
         for task in self.tasks:
             for judge in self.judges:
                 check_prompt_dir(task.prompt_dir, judge.style_for(task.grading_style), f"task {task.name}")
+                check_judge_task(judge, task)
+            for model in self.students:
+                if model.model_free:
+                    rule_world(task.catalog, f"--{model.role} {model.name} on task {task.name}")
 
     def settings(self) -> dict[str, Any]:
         """What decides the run's outputs besides its tasks and model identities, as the store records it."""
@@ -108,7 +114,7 @@ class Evaluation:
                 combinations = [(c.index, list(c.skills), c.topic) for c in task.combinations()]
                 store.record_task(task.name, task.to_dict(), combinations)
             for model in [*self.students, *(judge.model for judge in self.judges)]:
-                if model.is_local:
+                if model.is_local or model.model_free:
                     store.record_model(with_identity(model))
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
@@ -172,8 +178,8 @@ class Evaluation:
         judges = [judge for judge in self.judges if judge.name in plan.judges_needed()]
         return Runner(
             store,
-            {model.name: clients[model.name] for model in students},
-            {judge.name: Grader(judge, clients[judge.name], max_attempts=self.max_grade_attempts) for judge in judges},
+            {model.name: _writer(model, clients) for model in students},
+            {judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts) for judge in judges},
             on_generated=events.generated if events else lambda: None,
             on_graded=events.graded if events else lambda: None,
         )
@@ -225,6 +231,16 @@ class Evaluation:
                     f"are saved in {self.out}. Run the same command again to resume."
                 ) from error
             return {name: client.stats for name, client in clients.items()}
+
+
+def _writer(model: Model, clients: dict[str, ModelClient]) -> Writer:
+    if model.model_free:
+
+        async def write(conversation: Conversation) -> Generation:
+            return write_generation(conversation)
+
+        return write
+    return model_writer(clients[model.name])
 
 
 def default_out(task_names: Sequence[str]) -> Path:
@@ -291,7 +307,8 @@ def resolve_judges(
     else:
         judges = [resolve_judge(str(ensure_default_model("judge")), judges_dir, vllm_args=tuple(vllm_args)).constrain()]
     if constrained:
-        judges = [judge.constrain() for judge in judges]
+        # The rule judge's reply is written by code, so there is nothing to constrain.
+        judges = [judge if judge.model.model_free else judge.constrain() for judge in judges]
     if max_concurrency is not None:
         judges = [replace(judge, model=replace(judge.model, max_concurrency=max_concurrency)) for judge in judges]
     return judges

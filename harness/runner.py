@@ -17,7 +17,7 @@ grading run that the cache cannot answer is left undone: a later plan holds it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.client import CacheMiss, ModelClient
@@ -124,13 +124,26 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
     )
 
 
+# How a student answers one conversation: ``generate`` with its model client, or code (harness.rules_teacher).
+Writer = Callable[[Conversation], Awaitable[Generation]]
+
+
+def model_writer(client: ModelClient) -> Writer:
+    """A student that answers through its model client."""
+
+    async def write(conversation: Conversation) -> Generation:
+        return await generate(client, conversation)
+
+    return write
+
+
 class Runner:
-    """Does a plan: generates with the students' clients, grades with the judges' graders."""
+    """Does a plan: generates with the students' writers, grades with the judges' graders."""
 
     def __init__(
         self,
         store: RunStore,
-        students: Mapping[str, ModelClient],
+        students: Mapping[str, Writer],
         graders: Mapping[str, Grader],
         *,
         on_generated: Callable[[], None] = lambda: None,
@@ -155,7 +168,7 @@ class Runner:
     ) -> None:
         if generation is None:
             try:
-                generation = await generate(self.students[conversation.student], conversation)
+                generation = await self.students[conversation.student](conversation)
             except CacheMiss:
                 return
             self.store.add_generation(generation)

@@ -9,7 +9,9 @@
   checks the key and the URL;
 - local models are served with vLLM (harness.core.vllm), one server each;
 - every model gets a ``ModelClient`` sharing one response cache, and the
-  servers are stopped when the block exits.
+  servers are stopped when the block exits;
+- model-free models (``rules``, see harness.core.models) are neither served nor
+  contacted and get no client: code answers for them, and the caller handles them.
 
 ``cache_clients`` gives cache-only clients instead, serving nothing: each
 model's identity is found without a server (local files, GET /models, the
@@ -145,9 +147,12 @@ def identified(model: Model) -> Model:
 def cache_clients(
     models: Sequence[Model], serving: ServingOptions, cache: ResponseCache, *, request_seeds: bool | None = None
 ) -> dict[str, ModelClient]:
-    """A cache-only client per model name (harness.core.client.CacheMiss for what the cache lacks); starts no server."""
+    """A cache-only client per model name (harness.core.client.CacheMiss for what the cache lacks); starts no server.
+
+    Model-free models (rules) get none, as in ``connect``: code answers for them.
+    """
     clients = {}
-    for model in sorted(models, key=_checks_first):
+    for model in sorted((model for model in models if not model.model_free), key=_checks_first):
         ready = replace(identified(model), seeded=wants_seeds(model, request_seeds, serving.device))
         clients[model.name] = ModelClient(ready, cache, cache_only=True)
     return clients
@@ -166,8 +171,12 @@ def connect(
     cache: ResponseCache | None = None,
     request_seeds: bool | None = None,
 ) -> Iterator[dict[str, ModelClient]]:
-    """Yield a connected client per model name, serving local models for the duration of the block."""
+    """Yield a connected client per model name, serving local models for the duration of the block.
+
+    Model-free models are left out of the result (see the module docstring).
+    """
     names = [model.name for model in models]
+    models = [model for model in models if not model.model_free]
     if len(set(names)) != len(names):
         raise HarnessError(f"two models are named {next(n for n in names if names.count(n) > 1)!r}; name them apart")
     connected: dict[str, Model] = {}

@@ -92,7 +92,7 @@ class Generation:
     answer: str
     answer_marked: bool  # False when the reply had no `Answer:` and the whole reply is graded
     finish_reason: str | None
-    sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None for imported rows
+    sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None: nothing sent (imported, rules)
     # Tokens the server generated for (turn 1, turn 2); None where a reply came from the cache or an import.
     output_tokens: tuple[int | None, int | None] | None = None
 
@@ -130,7 +130,7 @@ class Grade:
     attempts: int
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
-    sampling: Mapping[str, Any] | None = None  # what the last ask sent; None for imported rows
+    sampling: Mapping[str, Any] | None = None  # what the last ask sent; None: nothing sent (imported, rules)
     output_tokens: tuple[int | None, ...] | None = None  # tokens generated per ask, as for Generation
     reference: ReferenceGrade | None = None  # the reference code's own reading; imported rows only
 
