@@ -18,6 +18,11 @@ Two ways to turn grades into raters:
 Labels are binary: a half point is a point not earned, as in scoring. Combination-level
 outcomes (full marks yes or no) come from the same labels via
 ``judges.labels.full_marks_outcomes``.
+
+The truth. When the run's raters include the rule judge (a judge recorded with the
+model-free kind ``rules``), its labels are exact, so the report also measures every
+other rater against it (judges.truth): accuracy, precision and recall of "earned" and
+kappa, per rubric-item kind and per k. Not with ``per_run``, where raters are grading runs.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.models import RULES
 from harness.core.store import AnswerKey, Generation, Grade, RunStore
 from harness.scoring import corrected_score, score_store, voted_scores
 from judges.agreement import Rating, open_csv
@@ -243,6 +249,23 @@ class RunRatings:
     raters: tuple[str, ...]
     model_scores: dict[str, dict[str, float]] | None
     notes: tuple[str, ...]
+    truth: str | None = None  # the rater whose labels are exact (the rule judge)
+    item_k: dict[str, int] | None = None  # each rated item's k, for the truth table
+
+
+def truth_judge(store: RunStore, raters: Sequence[str]) -> str | None:
+    """The rule judge among the raters (the first, should a run hold two), or None."""
+    exact = {model.name for model in store.models("judge") if model.kind == RULES}
+    return next((rater for rater in raters if rater in exact), None)
+
+
+def item_ks(answers: dict[str, RunAnswer]) -> dict[str, int]:
+    """Each rubric item's k, by its rating key."""
+    return {
+        rubric_item_key(answer.id, position): answer.k
+        for answer in answers.values()
+        for position in range(1, item_count(answer.k) + 1)
+    }
 
 
 def _chosen_judges(store: RunStore, wanted: Sequence[str] | None) -> list[str]:
@@ -300,6 +323,12 @@ def run_ratings(
             "judge to the run (`harness run ... --judge A --judge B`), compare grading runs with --per-run, "
             "or add human labels with --human (sheets come from `harness labels export`)"
         )
+    truth = None
+    if per_run:
+        if truth_judge(store, chosen) is not None:
+            notes.append("the truth table (judges against the rule judge) compares judges; it is not computed with --per-run")
+    else:
+        truth = truth_judge(store, raters)
     outcomes = full_marks_outcomes(ratings, {id_: answer.k for id_, answer in answers.items()})
     students = {answer.key.student for answer in answers.values()}
     model_scores = None
@@ -313,7 +342,10 @@ def run_ratings(
             if len(model_scores) < 2:
                 notes.append("rank agreement of students needs two judges with scored combinations")
                 model_scores = None
-    return RunRatings(tuple(ratings), tuple(outcomes), tuple(raters), model_scores, tuple(notes))
+    return RunRatings(
+        tuple(ratings), tuple(outcomes), tuple(raters), model_scores, tuple(notes),
+        truth, item_ks(answers) if truth is not None else None,
+    )  # fmt: skip
 
 
 def run_agreement(
@@ -335,6 +367,8 @@ def run_agreement(
         model_scores=gathered.model_scores,
         seed=seed,
         n_resamples=n_resamples,
+        truth=gathered.truth,
+        item_k=gathered.item_k,
     )
     return dataclasses.replace(report, notes=gathered.notes + report.notes)
 

@@ -20,16 +20,18 @@ from typing import Any
 
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
-from harness.core.client import ClientStats
+from harness.core.client import ClientStats, ModelClient
 from harness.core.connect import connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.registry import Registry, Task
-from harness.core.store import RunStore
+from harness.core.store import Generation, RunStore
 from harness.core.vllm import ServingOptions
-from harness.runner import Plan, Runner, plan_work
-from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader
+from harness.rules_teacher import write_generation
+from harness.runner import Conversation, Plan, Runner, Writer, model_writer, plan_work
+from judges.grader import DEFAULT_MAX_ATTEMPTS, Grader, check_judge_task
 from judges.registry import Judge, resolve_judge
+from judges.rules import rule_world
 from judges.styles import check_prompt_dir
 
 
@@ -64,6 +66,10 @@ class Evaluation:
         for task in self.tasks:
             for judge in self.judges:
                 check_prompt_dir(task.prompt_dir, judge.style_for(task.grading_style), f"task {task.name}")
+                check_judge_task(judge, task)
+            for model in self.students:
+                if model.model_free:
+                    rule_world(task.catalog, f"--{model.role} {model.name} on task {task.name}")
 
     def settings(self) -> dict[str, Any]:
         """What decides the run's outputs besides its tasks and model identities, as the store records it."""
@@ -95,7 +101,7 @@ class Evaluation:
                 combinations = [(c.index, list(c.skills), c.topic) for c in task.combinations()]
                 store.record_task(task.name, task.to_dict(), combinations)
             for model in [*self.students, *(judge.model for judge in self.judges)]:
-                if model.is_local:
+                if model.is_local or model.model_free:
                     store.record_model(with_identity(model))
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
@@ -125,13 +131,14 @@ class Evaluation:
         cache = ResponseCache(self.cache_path) if self.use_cache else None
         models = [*students, *(judge.model for judge in judges)]
         try:
+            # Model-free students and judges (rules) get no client: code answers for them.
             with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
                 for client in clients.values():
                     store.record_model(client.model)
                 runner = Runner(
                     store,
-                    {model.name: clients[model.name] for model in students},
-                    {judge.name: Grader(judge, clients[judge.name], max_attempts=self.max_grade_attempts)
+                    {model.name: _writer(model, clients) for model in students},
+                    {judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts)
                      for judge in judges},
                     on_generated=events.generated,
                     on_graded=events.graded,
@@ -150,6 +157,16 @@ class Evaluation:
             events.finished()
             if cache is not None:
                 cache.close()
+
+
+def _writer(model: Model, clients: dict[str, ModelClient]) -> Writer:
+    if model.model_free:
+
+        async def write(conversation: Conversation) -> Generation:
+            return write_generation(conversation)
+
+        return write
+    return model_writer(clients[model.name])
 
 
 def default_out(task_names: Sequence[str]) -> Path:
@@ -209,7 +226,8 @@ def resolve_judges(
     else:
         judges = [resolve_judge(str(ensure_default_model("judge")), judges_dir, vllm_args=tuple(vllm_args)).constrain()]
     if constrained:
-        judges = [judge.constrain() for judge in judges]
+        # The rule judge's reply is written by code, so there is nothing to constrain.
+        judges = [judge if judge.model.model_free else judge.constrain() for judge in judges]
     if max_concurrency is not None:
         judges = [replace(judge, model=replace(judge.model, max_concurrency=max_concurrency)) for judge in judges]
     return judges

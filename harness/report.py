@@ -1,20 +1,26 @@
-"""Reports of scored runs: a terminal table, results.json, report.md, a plot, and report.html (harness.report_html)."""
+"""Reports of scored runs: a terminal table, results.json, report.md, a plot, and report.html (harness.report_html).
+
+When the run has the rule judge and other raters, results.json (``truth_rater``,
+``truth``) and report.md also carry every other judge measured against it (judges.truth).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from harness.core.stats import MetricValue
+from harness.core.stats import MetricValue, json_ready
 from harness.core.store import RunStore
 from harness.report_data import RunView, run_view
 from harness.report_html import HTML_NAME, write_html
 from harness.scoring import TaskResult, score_store
+from judges.agreement_report import AgreementReport
 
 METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
 
@@ -77,11 +83,32 @@ def comparison_table(runs: Sequence[tuple[str, Sequence[TaskResult]]]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple")
 
 
-def results_document(results: Sequence[TaskResult], meta: dict[str, Any]) -> dict[str, Any]:
-    return {**meta, "results": [result.to_dict() for result in sorted(results, key=_sort_key)]}
+def results_document(
+    results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None
+) -> dict[str, Any]:
+    document = {**meta, "results": [result.to_dict() for result in sorted(results, key=_sort_key)]}
+    if agreement is not None and agreement.truth:
+        document["truth_rater"] = agreement.truth_rater
+        document["truth"] = json_ready([asdict(row) for row in agreement.truth])
+    return document
 
 
-def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any]) -> str:
+def truth_markdown(agreement: AgreementReport | None) -> list[str]:
+    """report.md's section on judges measured against the rule judge; none without it."""
+    lines: list[str] = []
+    for title, headers, rows in agreement.truth_tables() if agreement is not None else []:
+        lines += [f"## {title}", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        lines.append(
+            "The rule judge decides every point exactly, so its labels are the truth. Accuracy: share of items "
+            "where the judge agrees with it; precision and recall of an earned point; Cohen's kappa. The sentence "
+            "point is recomputed by code for every judge, so it agrees by construction. `harness agreement` gives "
+            "the same table with the other agreement statistics."
+        )
+        lines.append("")
+    return lines
+
+
+def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None) -> str:
     lines = ["# SKILL-MIX results", ""]
     lines += [f"- run directory: `{meta.get('run_dir')}`", f"- name penalty: {'on' if meta.get('name_penalty') else 'off'}"]
     for model in meta.get("models", []):
@@ -106,7 +133,10 @@ def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any]) -> str:
         )
     else:
         lines.append("No graded answers yet.")
-    return "\n".join(lines) + "\n"
+    truth = truth_markdown(agreement)
+    if truth:
+        lines += ["", *truth]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(results: Sequence[TaskResult], path: Path) -> Path | None:
@@ -145,11 +175,13 @@ def plot(results: Sequence[TaskResult], path: Path) -> Path | None:
     return path
 
 
-def write_reports(run_dir: Path, results: Sequence[TaskResult], meta: dict[str, Any]) -> list[Path]:
+def write_reports(
+    run_dir: Path, results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None
+) -> list[Path]:
     run_dir = Path(run_dir)
-    document = results_document(results, meta)
+    document = results_document(results, meta, agreement)
     (run_dir / "results.json").write_text(json.dumps(document, indent=2, default=_json_default) + "\n")
-    (run_dir / "report.md").write_text(markdown_report(results, meta))
+    (run_dir / "report.md").write_text(markdown_report(results, meta, agreement))
     written = [run_dir / "results.json", run_dir / "report.md"]
     picture = plot(results, run_dir / "report.png")
     if picture:
@@ -190,7 +222,7 @@ def report_run_view(store: RunStore, run_dir: Path, *, name_penalty: bool = True
     """
     results = score_store(store, name_penalty=name_penalty)
     meta = run_meta(store, run_dir, name_penalty)
-    write_reports(run_dir, results, meta)
     view = run_view(store, run_dir, results, meta, name_penalty=name_penalty, human=human)
+    write_reports(run_dir, results, meta, view.agreement)
     write_html(Path(run_dir) / HTML_NAME, [view])
     return view

@@ -24,6 +24,7 @@ from harness.report_data import OUTCOMES, RunView
 from harness.report_figures import METRIC_LABELS, Figure, Point, metric_figures, split_order
 from harness.scoring import TaskResult
 from judges.agreement_report import AgreementReport, GroupAgreement, PairAgreement
+from judges.truth import TRUTH_HEADERS
 
 HTML_NAME = "report.html"
 ASSETS = Path(__file__).with_name("report_assets")
@@ -174,7 +175,17 @@ def _agreement_block(report: AgreementReport) -> str:
         for pair in group.pairs
     ]
     alpha_rows = [[g.criterion, ", ".join(g.raters), str(g.n_units), _estimate_cell(g.alpha, 3)] for g in report.groups]
-    parts = [
+    parts = []
+    if report.truth:
+        truth_rows = [row.cells() for row in report.truth]
+        parts += [
+            f"<h3>Judges against the truth ({esc(report.truth_rater or '')})</h3>",
+            _table(TRUTH_HEADERS, truth_rows, numeric={3, 4, 5, 6, 7, 8}),
+            '<p class="note small">The rule judge decides every point exactly, so its labels are the truth. '
+            "Accuracy: share of items where the judge agrees with it; precision and recall of an earned point; "
+            "Cohen\u2019s \u03ba. Code recomputes the sentence point for every judge, so it agrees by construction.</p>",
+        ]
+    parts += [
         "<h3>Cohen\u2019s \u03ba per pair of raters</h3>",
         _table(["item kind", "raters", "n", "agreement", "\u03ba"], pair_rows, numeric={2, 3, 4}),
         "<h3>Krippendorff\u2019s \u03b1 across raters</h3>",

@@ -16,6 +16,13 @@ feature, subjects, verbs, determiners, adjectives, prepositions, time and
 manner phrases, question and quotation forms, list words chosen from a list,
 and word order within a clause (fronted or final adverbials). The teacher is
 pure: the same world, skills, topic and generator state give the same text.
+
+As a model-free backend (``--teacher rules`` in ``harness generate-data``,
+``--student rules`` in ``harness run``), ``write_generation`` plays a whole
+SKILL-MIX conversation: it is sent the real turn prompts, so training rows hold
+the requests a student is evaluated on, and answers both turns with
+"Answer: " and one text, drawn with a generator seeded by the task, the
+combination and the generation round (rounds differ, re-runs repeat).
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness.core.errors import HarnessError
-from harness.core.prompts import sentence_limit
+from harness.core.prompts import render_student_turn1, render_student_turn2, sentence_limit
+from harness.core.store import Generation
+from harness.runner import Conversation
 from judges import rules_lexicon as lex
-from judges.rules import Check, RuleWorld, grade_answer
+from judges.rules import Check, RuleWorld, grade_answer, rule_world
 
 MAX_ATTEMPTS = 200
 # How list words of the rule catalog are used in a sentence; a word not listed is used as a noun.
@@ -75,6 +84,26 @@ def write_text(world: RuleWorld, skills: Sequence[str], topic: str, rng: random.
         if all(grade_answer(world, skills, topic, text).points):
             return text
     raise HarnessError(f"the rule teacher found no text for skills {list(skills)} on {topic!r}; check the catalog")
+
+
+def write_generation(conversation: Conversation) -> Generation:
+    """One SKILL-MIX conversation answered by the rule teacher (see the module docstring)."""
+    task, combination = conversation.task, conversation.combination
+    world = rule_world(task.catalog, f"the rule {conversation.key.student} on task {task.name}")
+    seed = f"{task.seed}:{task.name}:{combination.index}:{conversation.generation_round}"
+    text = write_text(world, combination.skills, combination.topic, random.Random(seed))
+    reply = f"Answer: {text}"
+    return Generation(
+        key=conversation.key,
+        turn1_prompt=render_student_turn1(task, combination),
+        turn1_reply=reply,
+        turn2_prompt=render_student_turn2(task, combination),
+        turn2_reply=reply,
+        answer=text,
+        answer_marked=True,
+        finish_reason="stop",
+        sampling=None,  # nothing was sent to a model
+    )
 
 
 def _draft(checks: Sequence[Check], topic: str, k: int, rng: random.Random) -> str:

@@ -12,7 +12,7 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.client import ModelClient
@@ -115,13 +115,26 @@ async def generate(client: ModelClient, conversation: Conversation) -> Generatio
     )
 
 
+# How a student answers one conversation: ``generate`` with its model client, or code (harness.rules_teacher).
+Writer = Callable[[Conversation], Awaitable[Generation]]
+
+
+def model_writer(client: ModelClient) -> Writer:
+    """A student that answers through its model client."""
+
+    async def write(conversation: Conversation) -> Generation:
+        return await generate(client, conversation)
+
+    return write
+
+
 class Runner:
-    """Does a plan: generates with the students' clients, grades with the judges' graders."""
+    """Does a plan: generates with the students' writers, grades with the judges' graders."""
 
     def __init__(
         self,
         store: RunStore,
-        students: Mapping[str, ModelClient],
+        students: Mapping[str, Writer],
         graders: Mapping[str, Grader],
         *,
         on_generated: Callable[[], None] = lambda: None,
@@ -145,7 +158,7 @@ class Runner:
         self, conversation: Conversation, generation: Generation | None, grading: list[tuple[str, int]]
     ) -> None:
         if generation is None:
-            generation = await generate(self.students[conversation.student], conversation)
+            generation = await self.students[conversation.student](conversation)
             self.store.add_generation(generation)
             self.on_generated()
         await asyncio.gather(*(self._grade(conversation, generation, judge, run) for judge, run in grading))

@@ -3,8 +3,9 @@
 Per criterion kind (skill, topic, sense, sentences, any other) and overall: percent
 agreement and Cohen's kappa per pair of raters with bootstrap CIs and confusion
 matrices, Krippendorff's alpha across raters; optionally full-marks outcomes and
-Kendall's tau between raters' rankings of models. Renders as JSON, markdown and
-terminal tables.
+Kendall's tau between raters' rankings of models; and, when one rater is the truth
+(the rule judge), every other rater measured against it (judges.truth). Renders as
+JSON, markdown and terminal tables.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from judges.agreement import (
     value_counts,
 )
 from judges.rubric import RUBRIC_KINDS
+from judges.truth import TRUTH_HEADERS, TruthRow, truth_table
 
 # A statistic with its bootstrap CI, NaN where undefined.
 Estimate = MetricValue
@@ -127,6 +129,14 @@ class AgreementReport:
     notes: tuple[str, ...]  # why a statistic is undefined
     seed: int
     n_resamples: int
+    truth_rater: str | None = None  # the rater whose labels are the truth (the rule judge), if any
+    truth: tuple[TruthRow, ...] = ()  # every other rater against it, per item kind and k
+
+    def truth_tables(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        if not self.truth:
+            return []
+        title = f"Against the truth ({self.truth_rater}): accuracy, precision and recall of 'earned', kappa"
+        return [(title, TRUTH_HEADERS, [row.cells() for row in self.truth])]
 
     def to_dict(self) -> dict[str, object]:
         return json_ready(asdict(self))  # type: ignore[return-value]
@@ -142,7 +152,7 @@ class AgreementReport:
         if self.ranks:
             rows = [[r.rater_a, r.rater_b, str(r.n_models), _fmt(r.tau)] for r in self.ranks]
             tables.append(("Rank agreement of models", RANK_HEADERS, rows))
-        return tables
+        return self.truth_tables() + tables
 
     def to_markdown(self) -> str:
         parts = ["# Judge agreement", ""]
@@ -256,10 +266,14 @@ def agreement_report(
     model_scores: Mapping[str, Mapping[str, float]] | None = None,
     seed: int = 0,
     n_resamples: int = 1000,
+    truth: str | None = None,
+    item_k: Mapping[str, int] | None = None,
 ) -> AgreementReport:
     """Agreement per criterion kind and overall; on combination outcomes when ``outcomes``
     (criterion "full_marks") are given; rank agreement when ``model_scores`` maps
     rater -> model -> score. ``raters`` picks and orders the raters (default: all, sorted).
+    ``truth`` names a rater whose labels are the truth; every other rater is then measured
+    against it per item kind and per k, which ``item_k`` (item -> k) gives.
     """
     _check_ratings(ratings)
     _check_ratings(outcomes or [])
@@ -302,6 +316,13 @@ def agreement_report(
             notes.append(
                 f"rank agreement {rank.rater_a} vs {rank.rater_b}: tau undefined over {rank.n_models} models"
             )
-    return AgreementReport(tuple(groups), tuple(ranks), tuple(notes), seed, n_resamples)
+    truth_rows: tuple[TruthRow, ...] = ()
+    if truth is not None:
+        if truth not in chosen:
+            raise HarnessError(f"the truth rater {truth!r} is not among the raters: {', '.join(chosen)}")
+        if item_k is None:
+            raise HarnessError("measuring raters against the truth needs each item's k (item_k)")
+        truth_rows = truth_table(kept, truth, item_k, chosen)
+    return AgreementReport(tuple(groups), tuple(ranks), tuple(notes), seed, n_resamples, truth, truth_rows)
 
 

@@ -13,6 +13,13 @@ One grading run of one answer is:
    values (before any code-side correction, which scoring applies), whether
    they are usable, how many asks it took and the sampling sent. A reply that
    never parses is a Grade with ``usable`` false: unscored, never a zero.
+
+The rule judge (``--judge rules``, a model-free judge) takes the same path up to
+the ask: instead of a model, ``judges.rules.grade_answer`` decides every point
+exactly. Its Grade holds the same rubric layout, a reply in the per-item format
+whose justification lines are the checks' reasons, one attempt and no sampling
+(nothing was sent). Its values are the raw checks; scoring applies the sentence
+override and the name penalty to them as to any judge's.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import hashlib
 from collections.abc import Sequence
 
 from harness.core.client import ModelClient, SamplingParams
+from harness.core.errors import HarnessError
 from harness.core.prompt_files import plural, render
 from harness.core.prompts import sentence_limit
 from harness.core.registry import Task
@@ -28,6 +36,7 @@ from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Grade
 from judges.registry import Judge
 from judges.rubric import rubric_lines
+from judges.rules import grade_answer, rule_world
 from judges.styles import ReplyStyle, get_style, read_reply
 
 BEGIN_MARKER = "<<<BEGIN STUDENT TEXT>>>"
@@ -81,12 +90,29 @@ def render_grading_prompt(task: Task, combination: Combination, answer: str, sty
     )
 
 
+def exact_reply(lines: Sequence[str], points: Sequence[int], reasons: Sequence[str]) -> str:
+    """The rule judge's reply, in the per-item format: item, the check's reason, the point; then the grade."""
+    body = "".join(
+        f"{number}. {line}\n{reason}\nPoint earned: {point}\n"
+        for number, (line, point, reason) in enumerate(zip(lines, points, reasons, strict=True), start=1)
+    )
+    return f"{body}Grade: {sum(points)}"
+
+
+def check_judge_task(judge: Judge, task: Task) -> None:
+    """Fail before any work when a model-free (rule) judge is given a task outside the rule world."""
+    if judge.model.model_free:
+        rule_world(task.catalog, f"--judge {judge.name} on task {task.name}")
+
+
 class Grader:
     """One judge's grading path."""
 
-    def __init__(self, judge: Judge, client: ModelClient, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
+    def __init__(self, judge: Judge, client: ModelClient | None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if client is None and not judge.model.model_free:
+            raise HarnessError(f"judge {judge.name} grades with a model, so it needs a connected client")
         self.judge = judge
         self.client = client
         self.max_attempts = max_attempts
@@ -103,6 +129,9 @@ class Grader:
 
     async def grade(self, task: Task, combination: Combination, answer: str, key: AnswerKey, grading_run: int) -> Grade:
         """Grading run ``grading_run`` of the answer ``key`` (see the module docstring)."""
+        if self.judge.model.model_free:
+            return self._grade_exactly(task, combination, answer, key, grading_run)
+        assert self.client is not None  # checked in __init__
         style = self.style(task)
         prompt = render_grading_prompt(task, combination, answer, style.name)
         messages = [{"role": "user", "content": prompt}]
@@ -136,4 +165,27 @@ class Grader:
             points=reading.score.points,
             usable=reading.score.usable,
             sampling=sent,
+        )
+
+    def _grade_exactly(
+        self, task: Task, combination: Combination, answer: str, key: AnswerKey, grading_run: int
+    ) -> Grade:
+        world = rule_world(task.catalog, f"--judge {self.judge.name} on task {task.name}")
+        # Raw checks, no name penalty: scoring applies it (or not) as for every judge.
+        graded = grade_answer(world, combination.skills, combination.topic, answer, name_penalty=False)
+        points = graded.points
+        reply = exact_reply(
+            rubric_lines(combination.skills, combination.topic), points, [item.reason for item in graded.items]
+        )
+        return Grade(
+            key=key,
+            judge=self.judge.name,
+            grading_run=grading_run,
+            style="items",
+            prompt=f"(no prompt: the rule judge runs the checks of {task.catalog.sources[0]})",
+            reply=reply,
+            attempts=1,
+            points=tuple(float(point) for point in points),
+            usable=True,
+            sampling=None,
         )

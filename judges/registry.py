@@ -5,7 +5,9 @@ suggestions live in ``judges/configs/*.yaml``; a user directory (the
 ``directory`` argument, else ``$SKILLMIX_JUDGES_DIR``) adds judges and replaces
 built-in ones of the same name, which is how a user points a suggested judge at
 their own copy of the weights. Anything that is not a registered name is read
-as a model argument (harness.core.models) with defaults.
+as a model argument (harness.core.models) with defaults; ``rules`` is the
+exact, model-free rule judge of the verifiable world (judges.rules), which no
+judge file can replace.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import yaml
 
 from harness.core.errors import HarnessError
-from harness.core.models import OPENAI, OPENAI_PREFIX, Model, is_url, resolve_model, split_name
+from harness.core.models import OPENAI, OPENAI_PREFIX, RULES, Model, is_url, resolve_model, split_name
 from harness.core.taskfile import check_sampling
 from judges.styles import get_style
 
@@ -96,7 +98,11 @@ def resolve_judge(arg: str, directory: Path | None = None, *, vllm_args: tuple[s
         raise HarnessError("--judge is empty; give a registered judge name (`harness judges list`) or a model")
     judges = load_judges(directory)
     config = judges.get(text)
-    if config is None:
+    if text == RULES:
+        # The rule judge's reply is written by code in the per-item format (judges.grader).
+        judge = Judge(name=RULES, model=resolve_model(RULES, "judge"), style="items",
+                      description="exact checks of the rule catalog (judges.rules); no model")  # fmt: skip
+    elif config is None:
         if not (is_url(text) or text.startswith(OPENAI_PREFIX) or Path(text).expanduser().is_dir()):
             raise HarnessError(
                 f"--judge {text}: not a registered judge ({', '.join(sorted(judges)) or 'none'}) and not a model "
@@ -171,6 +177,8 @@ def read_judge_file(path: Path) -> JudgeConfig:
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not JUDGE_NAME.match(name):
         raise HarnessError(f"{path}: 'name' must be letters, digits and . _ @ : + - (no spaces), got {name!r}")
+    if name == RULES:
+        raise HarnessError(f"{path}: the judge name {RULES!r} belongs to the built-in rule judge; choose another")
     return JudgeConfig(
         name=name,
         model=_model(raw, path),

@@ -45,17 +45,21 @@ as everywhere else in the harness. Skill points get the explicit-name penalty of
 
 from __future__ import annotations
 
+import csv
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from harness.core.catalog import Catalog
 from harness.core.errors import HarnessError
 from harness.core.names import names_skill
 from harness.core.prompts import sentence_limit
 from judges.rubric import count_sentences, rubric_items
 from judges.rules_lexicon import BASE_WORDS
 
+CHECK_COLUMN = "check"
 CHECK_KINDS = ("word", "anyword", "char", "enclosed", "digits", "capsword", "longword", "repeat", "first")
 MIN_WORDS, MAX_WORDS = 3, 80
 MAX_LONG_WORD_USES = 3  # rule 4 of "makes sense", for words of LONG_WORD_LETTERS or more
@@ -225,6 +229,38 @@ class RuleWorld:
             return self.checks[skill]
         except KeyError:
             raise HarnessError(f"skill {skill!r} is not in the rule catalog") from None
+
+
+def rule_world(catalog: Catalog, where: str = "") -> RuleWorld:
+    """The rule world of a catalog whose skills.csv has a ``check`` column; a HarnessError for any other.
+
+    The checks are read from the same skills.csv rows as the definitions the student sees.
+    ``where`` names what needs the world (a task, a judge) in the error message.
+    """
+    try:
+        return _world(catalog)
+    except HarnessError as error:
+        raise HarnessError(f"{where}: {error}" if where else str(error)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _world(catalog: Catalog) -> RuleWorld:
+    not_rules = "so it is not a rule catalog; the rule backend works on the skillmix-rules-* tasks (tasks/rules) only"
+    if catalog.format != "open":
+        raise HarnessError(f"the catalog {catalog.describe()} has no check per skill, {not_rules}")
+    path = catalog.sources[0]
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
+        if CHECK_COLUMN not in reader.fieldnames:
+            raise HarnessError(f"{path} has no {CHECK_COLUMN!r} column, {not_rules}")
+        specs = {row["skill"].strip(): (row[CHECK_COLUMN] or "").strip() for row in reader if row.get("skill")}
+    missing = sorted(skill.name for skill in catalog.skills if not specs.get(skill.name))
+    if missing:
+        raise HarnessError(f"{path}: skill(s) without a check: {', '.join(missing)}")
+    return RuleWorld.from_rows(
+        ((skill.name, specs[skill.name]) for skill in catalog.skills), (topic.name for topic in catalog.topics)
+    )
 
 
 def mentions_topic(text: str, topic: str) -> bool:

@@ -10,6 +10,7 @@ from tabulate import tabulate
 from harness.cli.console import run_evaluation
 from harness.cli.options import build_evaluation, catalog_options, evaluation_options, registry_from
 from harness.core.audit import HeldoutTerms, audit_dataset, heldout_tasks
+from harness.core.models import RULES, split_name
 from harness.datagen import RUN_DIR, ExportSpec, KeepRule, export_dataset, parse_ks, train_task_names
 from harness.evaluation import resolve_tasks
 from harness.report import report_run
@@ -25,7 +26,8 @@ ALLOW_HELP = (
     "--teacher",
     default=None,
     metavar="[NAME=]MODEL",
-    help="Teacher: local path, URL (comma-separate replicas) or openai:NAME. Default: an embedded tiny model.",
+    help="Teacher: local path, URL (comma-separate replicas), openai:NAME, or rules (the rule world's code teacher: "
+    "then --family defaults to skillmix-rules and --judge to rules). Default: an embedded tiny model.",
 )
 @click.option(
     "--k", "ks", default="1,2,3", show_default=True, help="The k values, comma-separated (tasks FAMILY-k{k}-train)."
@@ -36,7 +38,9 @@ ALLOW_HELP = (
     default=None,
     help="Combinations per k (default: the task's, 100); each gets the task's generation rounds of teacher answers.",
 )
-@click.option("--family", default="skillmix", show_default=True, help="Task family; its -train tasks are used.")
+@click.option(
+    "--family", default=None, help="Task family; its -train tasks are used. Default: skillmix (skillmix-rules for --teacher rules)."
+)
 @click.option(
     "--min-points",
     type=click.FloatRange(0, 1, min_open=True),
@@ -64,6 +68,10 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
     The teacher's vLLM arguments go in --student-vllm-args. Several --judge: an answer
     is kept only when every judge keeps it.
     """
+    rules_teacher = teacher is not None and split_name(teacher)[1] == RULES
+    family = family or ("skillmix-rules" if rules_teacher else "skillmix")
+    if rules_teacher and not options["judges"]:
+        options["judges"] = (RULES,)  # its texts are checked exactly; the tiny random judge would reject them at random
     registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, train_task_names(family, parse_ks(ks)), per_k)
     heldout = heldout_tasks(registry, family)

@@ -84,6 +84,11 @@ def adversarial(judge_args, out, runs, cases_file, no_cache, constrained_judges,
     serving, extra, max_concurrency = pop_serving(options, log_dir)
     judges = resolve_judges(judge_args, judges_dir, vllm_args=extra["judge"], constrained=constrained_judges,
                             max_concurrency=max_concurrency)  # fmt: skip
+    if any(judge.model.model_free for judge in judges):
+        raise HarnessError(
+            "the adversarial check grades open-catalog tasks with a model judge; the rule judge grades rule-world "
+            "tasks only, by code, so there is nothing to talk it into"
+        )
     if len({judge.name for judge in judges}) != len(judges):
         raise HarnessError("two --judge arguments resolve to the same judge name; give each judge once")
     cases = load_cases(cases_file) if cases_file else load_cases()

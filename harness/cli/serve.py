@@ -11,6 +11,7 @@ import click
 from harness.cli.options import pop_serving, serving_options
 from harness.core.client import ModelClient, SamplingParams
 from harness.core.connect import connect
+from harness.core.errors import HarnessError
 from harness.core.vllm import terminate_on_sigterm
 from harness.evaluation import resolve_judges, resolve_students
 
@@ -51,6 +52,8 @@ def serve(students, judges, student_urls, judge_urls, log_dir, ask, **options) -
     models = resolve_students(_joined(students, student_urls), "student", extra["student"], max_concurrency)
     models += [judge.model for judge in resolve_judges(_joined(judges, judge_urls), vllm_args=extra["judge"],
                                                        max_concurrency=max_concurrency)]  # fmt: skip
+    if any(model.model_free for model in models):
+        raise HarnessError("rules is not a model and has nothing to serve; use it in `harness run` or `generate-data`")
     click.echo("starting servers (a few minutes on the CPU)...", err=True)
     with terminate_on_sigterm(), connect(models, serving) as clients:
         for name, client in clients.items():

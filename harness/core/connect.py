@@ -9,7 +9,9 @@
   checks the key and the URL;
 - local models are served with vLLM (harness.core.vllm), one server each;
 - every model gets a ``ModelClient`` sharing one response cache, and the
-  servers are stopped when the block exits.
+  servers are stopped when the block exits;
+- model-free models (``rules``, see harness.core.models) are neither served nor
+  contacted and get no client: code answers for them, and the caller handles them.
 
 A model's identity (the cache's and the store's name for what answers) is a
 fingerprint of its files for a local model, the served model plus the server
@@ -129,8 +131,12 @@ def connect(
     cache: ResponseCache | None = None,
     request_seeds: bool | None = None,
 ) -> Iterator[dict[str, ModelClient]]:
-    """Yield a connected client per model name, serving local models for the duration of the block."""
+    """Yield a connected client per model name, serving local models for the duration of the block.
+
+    Model-free models are left out of the result (see the module docstring).
+    """
     names = [model.name for model in models]
+    models = [model for model in models if not model.model_free]
     if len(set(names)) != len(names):
         raise HarnessError(f"two models are named {next(n for n in names if names.count(n) > 1)!r}; name them apart")
     connected: dict[str, Model] = {}

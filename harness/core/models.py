@@ -7,10 +7,15 @@ MODEL is one of:
   the URLs of replicas of one model. The key comes from VLLM_API_KEY, the
   variable vLLM's own server reads;
 - ``openai:NAME``, the OpenAI API (OPENAI_API_KEY; OPENAI_BASE_URL selects a
-  compatible provider).
+  compatible provider);
+- ``rules``, the model-free backend of the verifiable rule world: as a judge it
+  grades exactly with code (judges.rules), as a student or teacher it writes
+  texts that earn full marks (harness.rules_teacher). Nothing is served or
+  contacted for it, and it only works on tasks whose catalog is a rule catalog.
 
 NAME labels the model in the run store and reports; it defaults to the
-directory's name, the host, or the OpenAI model name. A judge named by its
+directory's name, the host, the OpenAI model name, or rules-student /
+rules-teacher / rules. A judge named by its
 registered name (judges/configs) is resolved by judges.registry, which calls
 ``resolve_model`` for the model it names. ``harness.core.connect`` turns Models
 into connected clients.
@@ -23,12 +28,14 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 
-LOCAL, URL, OPENAI = "local", "url", "openai"
+LOCAL, URL, OPENAI, RULES = "local", "url", "openai", "rules"
 OPENAI_PREFIX = "openai:"
+# The rule backend's identity in caches and stores; bump the version when its checks or texts change.
+RULES_IDENTITY = "rules:v1"
 ROLES = ("student", "judge", "teacher")
 # Requests in flight per endpoint. A vLLM server needs a full batch to be fast; the OpenAI API
 # rate-limits long before that. `--max-concurrency` or a judge file's `max_concurrency` overrides.
-DEFAULT_MAX_CONCURRENCY = {LOCAL: 64, URL: 64, OPENAI: 8}
+DEFAULT_MAX_CONCURRENCY = {LOCAL: 64, URL: 64, OPENAI: 8, RULES: 1}
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class Model:
 
     name: str  # label in stores and reports
     role: str  # student | judge | teacher
-    kind: str  # local | url | openai
+    kind: str  # local | url | openai | rules
     source: tuple[str, ...]  # local: the resolved path; url: the replica URLs; openai: the model name
     reference: str  # what the user wrote (without NAME=)
     vllm_args: tuple[str, ...] = ()  # extra vLLM server arguments (local models)
@@ -58,6 +65,11 @@ class Model:
     @property
     def is_local(self) -> bool:
         return self.kind == LOCAL
+
+    @property
+    def model_free(self) -> bool:
+        """True for the rule backend: code answers, so nothing is served, contacted or cached."""
+        return self.kind == RULES
 
     @property
     def path(self) -> Path:
@@ -116,6 +128,11 @@ def resolve_model(
     if not model:
         raise HarnessError(f"--{role} {text!r} names no model; give a local directory, server URL(s) or openai:NAME")
     parts = [part.strip() for part in model.split(",") if part.strip()]
+    if model == RULES:
+        # "rules-student" and the judge "rules" can then share a run without NAME=.
+        default = RULES if role == "judge" else f"{RULES}-{role}"
+        return Model(name=name or default, role=role, kind=RULES, source=(RULES,), reference=RULES,
+                     identity=RULES_IDENTITY)  # fmt: skip
     if any(is_url(part) for part in parts):
         if not all(is_url(part) for part in parts):
             raise HarnessError(f"--{role} {model}: mixes URLs with other text; give comma-separated server URLs only")

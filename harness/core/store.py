@@ -83,7 +83,7 @@ class Generation:
     answer: str
     answer_marked: bool  # False when the reply had no `Answer:` and the whole reply is graded
     finish_reason: str | None
-    sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None for imported rows
+    sampling: Mapping[str, Any] | None = None  # what was sent for each turn; None: nothing sent (imported, rules)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Grade:
     attempts: int
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
-    sampling: Mapping[str, Any] | None = None  # what the last ask sent; None for imported rows
+    sampling: Mapping[str, Any] | None = None  # what the last ask sent; None: nothing sent (imported, rules)
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
