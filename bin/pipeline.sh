@@ -4,15 +4,15 @@
 #   2. data      the rule teacher writes D(1,2,3) on training skills and topics (harness generate-data)
 #   3. train     DeepSpeed fine-tuning through bin/train.sh (trainers/configs/rules_cpu.yaml)
 #   4. evaluate  base and fine-tuned students on skillmix-rules-k{1..5}-{train,heldout}, graded
-#                exactly by the rule judge and by the embedded tiny model judge (harness run)
-#   5. report    base against fine-tuned per k and split with 95% CIs, and the tiny judge
-#                measured against the truth (harness agreement)
+#                exactly by the rule judge: base against fine-tuned per k and split, 95% CIs
+#   5. judge     the embedded tiny model judge grades the first combinations of the same answers
+#                too, and harness agreement measures it against the rule judge (the truth)
 # About 15 minutes on 2 idle cores once set up. Re-running skips finished stages (a killed stage
 # resumes: train.sh from its newest checkpoint, harness from its run store); each stage prints its
 # wall and CPU seconds. The open-catalog pipeline (teacher and judge models) is bin/pipeline_open.sh.
 #
 #   bin/pipeline.sh                                  # runs/rules
-#   OUT=runs/rules-long STEPS=1000 COMBINATIONS=100 bin/pipeline.sh
+#   OUT=runs/rules-long STEPS=1000 COMBINATIONS=100 JUDGE_COMBINATIONS=20 bin/pipeline.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${VIRTUAL_ENV:-}" ]]; then
@@ -27,7 +27,7 @@ OUT=${OUT:-runs/rules}
 PER_K=${PER_K:-700}                 # training combinations per k; each gets 3 rule-teacher texts
 STEPS=${STEPS:-500}                 # optimizer steps of 32 rows
 COMBINATIONS=${COMBINATIONS:-40}    # evaluation combinations per task (x 3 generation rounds)
-K4_COMBINATIONS=${K4_COMBINATIONS:-100}  # for skillmix-rules-k4-train, the task the result rests on
+JUDGE_COMBINATIONS=${JUDGE_COMBINATIONS:-5}  # of those, graded by the tiny judge too (x 3 grading runs)
 CONFIG=${CONFIG:-trainers/configs/rules_cpu.yaml}
 BASE=$OUT/models/base
 JUDGE=$OUT/models/tiny-judge
@@ -60,28 +60,30 @@ students() {
     # the embedded default judge's shape and seed (harness.core.connect.DEFAULT_SEEDS), in the run's folder
     harness models tiny "$JUDGE" --seed 2 --overwrite
 }
+TASKS=(skillmix-rules-k{1,2,3,4,5}-train skillmix-rules-k{1,2,3,4,5}-heldout)
+STUDENTS=(--student base="$BASE" --student ft="$OUT/train/final")
 evaluate() {
-    local common=(--student base="$BASE" --student ft="$OUT/train/final" --judge rules --judge tiny="$JUDGE"
-        --constrained-judges --max-grade-attempts 1)
-    harness run skillmix-rules-k{1,2,3,5}-train skillmix-rules-k{1,2,3,4,5}-heldout "${common[@]}" \
-        --combinations "$COMBINATIONS" --out "$OUT/eval"
-    harness run skillmix-rules-k4-train "${common[@]}" --combinations "$K4_COMBINATIONS" --out "$OUT/eval-k4"
+    harness run "${TASKS[@]}" "${STUDENTS[@]}" --judge rules --combinations "$COMBINATIONS" --out "$OUT/eval"
 }
-report() {
-    harness agreement "$OUT/eval"
-    harness agreement "$OUT/eval-k4"
+measure_judge() {
+    # The first JUDGE_COMBINATIONS combinations of the same tasks: the students' answers come from
+    # the response cache (the same requests as in OUT/eval), so the tiny judge grades answers that
+    # the rule judge graded there. One ask per grading run: a reply cut off is unscored, not retried.
+    harness run "${TASKS[@]}" "${STUDENTS[@]}" --judge rules --judge tiny="$JUDGE" --constrained-judges \
+        --max-grade-attempts 1 --combinations "$JUDGE_COMBINATIONS" --out "$OUT/judges"
+    harness agreement "$OUT/judges"
 }
 
 mkdir -p "$OUT"
 echo "== pipeline.sh $(date -u +%FT%TZ) OUT=$OUT PER_K=$PER_K STEPS=$STEPS COMBINATIONS=$COMBINATIONS" \
-    "K4_COMBINATIONS=$K4_COMBINATIONS; load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/timings.txt" >&2
+    "JUDGE_COMBINATIONS=$JUDGE_COMBINATIONS; load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/timings.txt" >&2
 started=$EPOCHREALTIME
 stage 1 "students: rule-world base model and the tiny judge" "$JUDGE/config.json" students
 stage 2 "training data: rule teacher, D(1,2,3) on training skills" "$OUT/data/dataset/provenance.json" \
     harness generate-data --teacher rules --k 1,2,3 --per-k "$PER_K" --out "$OUT/data"
 stage 3 "fine-tuning with DeepSpeed (bin/train.sh $CONFIG)" "$OUT/train/final/model.safetensors" \
     bin/train.sh "$CONFIG" model.path="$BASE" data.path="$OUT/data/dataset" output_dir="$OUT/train" train.steps="$STEPS"
-stage 4 "evaluation: base and fine-tuned, k = 1..5, training and held-out skills" "" evaluate
-stage 5 "the tiny judge against the truth (the rule judge)" "" report
+stage 4 "evaluation: base and fine-tuned, k = 1..5, training and held-out skills, rule judge" "" evaluate
+stage 5 "the tiny model judge measured against the truth (the rule judge)" "" measure_judge
 awk -v w0="$started" -v w1="$EPOCHREALTIME" 'BEGIN { printf "== pipeline.sh: %.0f s wall in all\n", w1 - w0 }' \
     | tee -a "$OUT/timings.txt" >&2
