@@ -6,16 +6,18 @@ the same key a human label sheet uses, so judge and human labels line up item by
 
 Two ways to turn grades into raters:
 
-* per judge (default): a judge's label on an item is the point the run scores with, the
-  majority vote over the judge's usable grading runs after the sentence override and
-  (unless turned off) the explicit-name penalty. An answer with no usable grading run
-  gives no labels.
+* per judge (default): a judge's label on an item is the point the run scores with under
+  the scoring profile (harness.scoring): its grading runs combined after the sentence
+  override and the name penalty. Under the ``harness`` profile an answer with no usable
+  grading run gives no labels; under ``reference`` every run counts, missing values as 0.
 * per grading run (``per_run``): each grading run of a judge is its own rater,
   ``<judge>#run<n>``, so repeated runs of one judge can be compared. Every value a run's
   reply gave is used, also from replies that are not usable for scoring (old prompts
-  graded only the skills), and a missing value is a missing label.
+  graded only the skills); under ``harness`` a missing value is a missing label, and a
+  reply with no value at all gives none.
 
-Labels are binary: a half point is a point not earned, as in scoring. Combination-level
+Labels are binary: a value of 1 or more is a point earned, anything less (a half point,
+an average of runs short of unanimity) is not. Combination-level
 outcomes (full marks yes or no) come from the same labels via
 ``judges.labels.full_marks_outcomes``.
 
@@ -38,10 +40,10 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.models import RULES
 from harness.core.store import AnswerKey, Generation, Grade, RunStore
-from harness.scoring import corrected_score, score_store, voted_scores
+from harness.scoring import GradedAnswer, ScoringProfile, answer_scores, check_filter_skills, score_store
 from judges.agreement import Rating, open_csv
 from judges.agreement_report import AgreementReport, agreement_report
-from judges.labels import HUMAN, LabelRow, full_marks_outcomes, read_label_sheet, rubric_item_key
+from judges.labels import HUMAN, LabelRow, full_marks_outcomes, read_label_sheet, rubric_item_key, split_item_key
 from judges.rubric import Score, is_earned, item_count, item_kinds
 
 SHEET_NAME = "labels.csv"
@@ -104,14 +106,13 @@ def _score_ratings(answer: RunAnswer, score: Score, rater: str) -> list[Rating]:
 
 
 def judge_ratings(
-    store: RunStore, answers: dict[str, RunAnswer], judges: Collection[str], *, name_penalty: bool
+    store: RunStore, answers: dict[str, RunAnswer], judges: Collection[str], *, profile: ScoringProfile
 ) -> list[Rating]:
-    """Per judge, the majority-voted points the run scores with (rater = judge name)."""
+    """Per judge, the combined points the run scores with under ``profile`` (rater = judge name)."""
     by_key = {answer.key: answer for answer in answers.values()}
-    generations = {key: answer.generation for key, answer in by_key.items()}
     skills = {(key[0], key[1]): list(answer.skills) for key, answer in by_key.items()}
     grades = [grade for grade in store.grades() if grade.judge in judges]
-    voted = voted_scores(generations, grades, skills, name_penalty=name_penalty)
+    voted = answer_scores(profile, [answer.generation for answer in by_key.values()], grades, skills)
     ratings: list[Rating] = []
     for (key, judge), score in sorted(voted.items()):
         if score is not None:
@@ -134,7 +135,7 @@ def _run_rater_order(judges: list[str]) -> Callable[[str], tuple[int, int]]:
 
 
 def grading_run_ratings(
-    store: RunStore, answers: dict[str, RunAnswer], judges: Collection[str], *, name_penalty: bool
+    store: RunStore, answers: dict[str, RunAnswer], judges: Collection[str], *, profile: ScoringProfile
 ) -> list[Rating]:
     """Per grading run, every value its reply gave after the code-side corrections
     (rater = ``<judge>#run<n>``)."""
@@ -142,16 +143,18 @@ def grading_run_ratings(
     ratings: list[Rating] = []
     for grade in store.grades():
         answer = by_key.get(grade.key)
-        if answer is None or grade.judge not in judges or all(value is None for value in grade.points):
-            # A reply with no readable value says nothing, not even about the sentence point
-            # that code would fill in for it.
+        if answer is None or grade.judge not in judges:
             continue
-        score = corrected_score(grade, answer.generation.answer, answer.skills, name_penalty=name_penalty)
+        if not profile.zero_fills and all(value is None for value in grade.points):
+            # A reply with no readable value says nothing, not even about the sentence point
+            # that code would fill in for it (the reference profile reads it as zeros).
+            continue
+        score = profile.run_score(GradedAnswer(answer.generation, answer.skills, (grade,)), grade)
         ratings += _score_ratings(answer, score, _run_rater(grade))
     return ratings
 
 
-def student_scores(store: RunStore, judges: Collection[str], *, name_penalty: bool) -> dict[str, dict[str, float]]:
+def student_scores(store: RunStore, judges: Collection[str], *, profile: ScoringProfile) -> dict[str, dict[str, float]]:
     """Judge -> student -> ratio of full marks, the unweighted mean over the run's tasks.
 
     Each task's ratio is the protocol's (best generation round per combination); a task
@@ -159,7 +162,7 @@ def student_scores(store: RunStore, judges: Collection[str], *, name_penalty: bo
     gets no score.
     """
     by_judge: dict[str, dict[str, list[float]]] = {}
-    for result in score_store(store, name_penalty=name_penalty):
+    for result in score_store(store, profile):
         if result.judge in judges and not math.isnan(result.metrics.full_marks.value):
             by_judge.setdefault(result.judge, {}).setdefault(result.student, []).append(result.metrics.full_marks.value)
     return {
@@ -288,13 +291,18 @@ def run_ratings(
     judges: Sequence[str] | None = None,
     per_run: bool = False,
     human: Path | None = None,
-    name_penalty: bool = True,
+    profile: ScoringProfile,
 ) -> RunRatings:
-    """Ratings per judge (or per grading run), plus a human's when ``human`` names a filled sheet."""
-    answers = run_answers(store)
+    """Ratings per judge (or per grading run), plus a human's when ``human`` names a filled sheet.
+
+    Answers to combinations the profile leaves out (``filter_skills``) give no ratings.
+    """
+    check_filter_skills(store, profile)
+    every_answer = run_answers(store)
+    answers = {id_: answer for id_, answer in every_answer.items() if not profile.leaves_out(answer.skills)}
     chosen = _chosen_judges(store, judges)
     collect = grading_run_ratings if per_run else judge_ratings
-    ratings = collect(store, answers, chosen, name_penalty=name_penalty)
+    ratings = collect(store, answers, chosen, profile=profile)
     notes: list[str] = []
     raters = list(dict.fromkeys(rating.rater for rating in ratings))
     if per_run:
@@ -310,12 +318,12 @@ def run_ratings(
     if ratings and any(rating.criterion == "sentences" for rating in ratings):
         notes.append(SENTENCES_NOTE)
     if human is not None:
-        labels = read_human_labels(human, answers)
+        labels = read_human_labels(human, every_answer)
         if not labels.ratings:
             raise HarnessError(f"{human} holds no labels yet; fill the item_N cells with 1 (earned) or 0 (not earned)")
         if HUMAN in raters:
             raise HarnessError(f"a judge of {store.run_dir} is named {HUMAN!r}, the name of the --human rater")
-        ratings += labels.ratings
+        ratings += [rating for rating in labels.ratings if split_item_key(rating.item)[0] in answers]
         raters.append(HUMAN)
     if len(raters) < 2:
         raise HarnessError(
@@ -337,7 +345,7 @@ def run_ratings(
             notes.append("rank agreement of students compares judges; it is not computed with --per-run")
         else:
             judge_raters = [rater for rater in raters if rater != HUMAN]
-            scores = student_scores(store, judge_raters, name_penalty=name_penalty)
+            scores = student_scores(store, judge_raters, profile=profile)
             model_scores = {judge: scores[judge] for judge in judge_raters if judge in scores}
             if len(model_scores) < 2:
                 notes.append("rank agreement of students needs two judges with scored combinations")
@@ -354,12 +362,12 @@ def run_agreement(
     judges: Sequence[str] | None = None,
     per_run: bool = False,
     human: Path | None = None,
-    name_penalty: bool = True,
+    profile: ScoringProfile,
     seed: int = 0,
     n_resamples: int = 1000,
 ) -> AgreementReport:
     """The agreement report of one run's raters (see ``run_ratings``)."""
-    gathered = run_ratings(store, judges=judges, per_run=per_run, human=human, name_penalty=name_penalty)
+    gathered = run_ratings(store, judges=judges, per_run=per_run, human=human, profile=profile)
     report = agreement_report(
         gathered.ratings,
         raters=gathered.raters,

@@ -17,10 +17,12 @@ answers in the form the harness grades. The teacher's explanation is left out:
 no judge graded it. Columns: messages, k, task, combination, generation_round,
 skills, topic, teacher, judge.
 
-Keep rule. Per answer and judge, the majority-voted k+3 points with the code
-corrections (sentence count, explicit-name penalty on), as `harness run`
-scores them. A judge keeps an answer when its points sum to at least the
-threshold: all k+3 by default (full marks), or ceil(fraction x (k+3)). An
+Keep rule. Per answer and judge, the k+3 points combined over grading runs with
+the code corrections (sentence count, explicit-name penalty), as `harness run`
+scores them under the same scoring profile (harness.scoring; ``harness`` by
+default, whose name penalty is on). A judge keeps an answer when the points it
+earns (a combined value of 1 or more) reach the threshold: all k+3 by default
+(full marks), or ceil(fraction x (k+3)). An
 answer is *rejected* when any judge scored it below the threshold, else
 *unscored* when some judge has no usable grade for it (never kept), else kept,
 so with several judges every judge must keep it. An empty text is rejected
@@ -42,7 +44,7 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ from harness.core.errors import HarnessError
 from harness.core.models import Model
 from harness.core.registry import Task
 from harness.core.store import Generation, RunStore
-from harness.scoring import voted_scores
+from harness.scoring import ScoringProfile, answer_scores, scoring_profile
 from judges.registry import Judge
 from judges.rubric import Score, item_count
 from trainers.dataset import save_rows
@@ -135,6 +137,7 @@ class ExportSpec:
     judges: tuple[Judge, ...]
     rule: KeepRule
     heldout: HeldoutTerms  # kept texts naming these are dropped
+    profile: ScoringProfile = field(default_factory=scoring_profile)  # how grades combine into points
 
     @property
     def judge_names(self) -> list[str]:
@@ -186,7 +189,7 @@ def select_texts(store: RunStore, spec: ExportSpec) -> Selection:
         skills = {(task.name, index): list(c_skills) for index, (c_skills, _) in combinations.items()}
         generations = {g.key: g for g in store.generations(task.name) if g.key.student == teacher}
         grades = [g for g in store.grades(task.name) if g.key.student == teacher and g.judge in judges]
-        voted = voted_scores(generations, grades, skills, name_penalty=True)
+        voted = answer_scores(spec.profile, generations.values(), grades, skills)
         tally = {KEPT: 0, REJECTED: 0, UNSCORED: 0, HELDOUT_MENTION: 0}
         for key, generation in sorted(generations.items()):
             verdict = answer_verdict([voted.get((key, judge)) for judge in judges], rule.threshold(task.k))
@@ -341,7 +344,8 @@ def _provenance(store: RunStore, spec: ExportSpec, selection: Selection, files: 
             "description": rule.describe(),
             "min_fraction": rule.min_fraction,
             "threshold_points": {str(task.k): rule.threshold(task.k) for task in tasks},
-            "name_penalty": True,
+            "name_penalty": spec.profile.name_penalty,
+            "scoring": spec.profile.to_dict(),
             "heldout_mentions_dropped_against": list(spec.heldout.tasks),
         },
         "counts": {

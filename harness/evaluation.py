@@ -24,6 +24,7 @@ from harness.core.client import ClientStats, ModelClient
 from harness.core.connect import connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
+from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
 from harness.core.store import Generation, RunStore
 from harness.core.vllm import ServingOptions
@@ -110,6 +111,20 @@ class Evaluation:
             raise
         return store
 
+    def sampling_warnings(self) -> list[str]:
+        """Judges whose grading runs would be copies: greedy sampling with more than one run per answer."""
+        warnings = []
+        for judge in self.judges:
+            tasks = [task.name for task in self.tasks
+                     if task.grading_runs > 1 and judge.sampling_for(task.judge_sampling).get("temperature") == 0]  # fmt: skip
+            if tasks:
+                warnings.append(
+                    f"judge {judge.name} samples at temperature 0 for {', '.join(tasks)}, which grade each answer "
+                    "several times: its grading runs will be copies and the vote decides nothing. Judges sample at "
+                    "the task's judge temperature (0.7) unless a judge file overrides it"
+                )
+        return warnings
+
     def plan(self, store: RunStore) -> Plan:
         return plan_work(store, self.tasks, [m.name for m in self.students], [j.name for j in self.judges])
 
@@ -119,6 +134,8 @@ class Evaluation:
         A plan with nothing to do starts no server and makes no call.
         """
         events = events or Events()
+        for warning in self.sampling_warnings():
+            events.warning(warning)
         plan = self.plan(store)
         events.planned(plan)
         if plan.empty:
@@ -199,6 +216,13 @@ def resolve_tasks(registry: Registry, names: Sequence[str], combinations: int | 
             task = replace(task, n_combinations=combinations)
         tasks.append(task)
     return tasks
+
+
+def with_reference_prompts(tasks: Sequence[Task], source: Path, out: Path) -> list[Task]:
+    """The tasks with their prompts taken from a copy of the reference's prompts/ directory
+    (harness.core.reference_prompts), converted into ``out/prompts/``."""
+    version, directory = import_reference_prompts(source, Path(out) / "prompts")
+    return [replace(task, prompt_version=version, prompt_dir=directory) for task in tasks]
 
 
 def resolve_students(texts: Sequence[str], role: str = "student", vllm_args: Sequence[str] = (),

@@ -3,8 +3,9 @@
 The pipeline for one task is:
 
 1. ``majority_vote`` turns the grading runs of one answer into one Score of
-   binary points (None where no grading run judged that point).
-2. A generation round is *scored* when its voted Score is complete.
+   binary points (None where no grading run judged that point);
+   ``earned_fraction`` instead gives each point the fraction of runs that earned it.
+2. A generation round is *scored* when its combined Score is complete.
 3. ``combination_scores`` gives the three SKILL-MIX metrics for one scored round.
 4. ``score_combination`` takes the best round per metric (and the mean over rounds).
 5. ``task_metrics`` averages over scored combinations, with percentile-bootstrap CIs.
@@ -47,6 +48,24 @@ def majority_vote(grading_runs: Sequence[Score]) -> Score:
     return first.with_points(voted)
 
 
+def earned_fraction(grading_runs: Sequence[Score]) -> Score:
+    """Each point's fraction of earned values among the runs that judged it (None where none did).
+
+    Half points are not earned (``is_earned``), as in the vote; so with three runs a point
+    is 0, 1/3, 2/3 or 1, and only a unanimous point counts as a whole one.
+    """
+    if not grading_runs:
+        raise ValueError("earned_fraction needs at least one grading run")
+    first = grading_runs[0]
+    if any(run.k != first.k for run in grading_runs):
+        raise ValueError(f"grading runs disagree on k: {[run.k for run in grading_runs]}")
+    averaged: list[float | None] = []
+    for values in zip(*(run.points for run in grading_runs), strict=True):
+        present = [value for value in values if value is not None]
+        averaged.append(sum(bool(is_earned(value)) for value in present) / len(present) if present else None)
+    return first.with_points(averaged)
+
+
 @dataclass(frozen=True)
 class CombinationScores:
     """The three SKILL-MIX metrics for one set of k+3 binary points."""
@@ -56,16 +75,28 @@ class CombinationScores:
     skill_fraction: float
 
 
+# Sums of fractions such as 1/3 + 2/3 need not be exact in binary floating point.
+_TOLERANCE = 1e-9
+
+
 def combination_scores(score: Score) -> CombinationScores:
-    """The three metrics of one scored generation round (a complete, voted Score of 0/1 values)."""
-    if not score.complete or any(value not in (0, 1) for value in score.points):
-        raise ValueError(f"a round's score must be complete and binary (vote first), got {list(score.points)}")
-    k, skills, others = score.k, score.skills_earned(), score.others_earned()
+    """The three metrics of one scored generation round: a complete Score of combined points in [0, 1].
+
+    S is the sum of the skill values and T that of the other three: full marks need
+    S = k and T = 3, all skills S = k and T >= 2, and the skill fraction is S / k when
+    T = 3, else 0. With voted (0/1) points these count points earned; with points
+    averaged over grading runs a point counts by the fraction of runs that earned it.
+    """
+    if not score.complete or any(not 0 <= value <= 1 for value in score.points):
+        raise ValueError(f"a round's score must be complete with values in [0, 1] (combine runs first), got {list(score.points)}")
+    k, skills, others = score.k, score.skills_total(), score.others_total()
     all_others = len(score.others)
+    every_skill = skills >= k - _TOLERANCE
+    every_other = others >= all_others - _TOLERANCE
     return CombinationScores(
-        full_marks=float(skills == k and others == all_others),
-        all_skills=float(skills == k and others >= all_others - 1),
-        skill_fraction=skills / k if others == all_others else 0.0,
+        full_marks=float(every_skill and every_other),
+        all_skills=float(every_skill and others >= all_others - 1 - _TOLERANCE),
+        skill_fraction=skills / k if every_other else 0.0,
     )
 
 
@@ -102,6 +133,14 @@ def score_combination(rounds: Sequence[Score | None]) -> CombinationResult | Non
 
 
 @dataclass(frozen=True)
+class MetricEstimate(MetricValue):
+    """A task metric with its bootstrap CI, and the SKILL-MIX reference code's own uncertainty,
+    std / sqrt(n) over combinations, where the scoring profile reports it (else None)."""
+
+    uncertainty: float | None = None
+
+
+@dataclass(frozen=True)
 class TaskMetrics:
     """SKILL-MIX metrics of one task, averaged over scored combinations.
 
@@ -114,12 +153,15 @@ class TaskMetrics:
     n: int
     unscored: int
     n_rounds_unscored: int
-    full_marks: MetricValue
-    all_skills: MetricValue
-    skill_fraction: MetricValue
-    full_marks_mean: MetricValue
-    all_skills_mean: MetricValue
-    skill_fraction_mean: MetricValue
+    full_marks: MetricEstimate
+    all_skills: MetricEstimate
+    skill_fraction: MetricEstimate
+    full_marks_mean: MetricEstimate
+    all_skills_mean: MetricEstimate
+    skill_fraction_mean: MetricEstimate
+    # The `reference` profile's ten metrics of the SKILL-MIX reference code, by its names, each
+    # with the best round ("max") and the mean over rounds ("average"): value, std, uncertainty.
+    reference_metrics: dict[str, dict[str, dict[str, float]]] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return json_ready(asdict(self))  # type: ignore[return-value]
@@ -148,10 +190,10 @@ def task_metrics(
         else:
             results.append(result)
             rounds_unscored += result.rounds_unscored
-    fields: dict[str, MetricValue] = {}
+    fields: dict[str, MetricEstimate] = {}
     for name in METRIC_NAMES:
-        fields[name] = MetricValue.mean_of([getattr(r.best, name) for r in results], seed=seed)
-        fields[f"{name}_mean"] = MetricValue.mean_of([getattr(r.mean, name) for r in results], seed=seed)
+        fields[name] = MetricEstimate.mean_of([getattr(r.best, name) for r in results], seed=seed)
+        fields[f"{name}_mean"] = MetricEstimate.mean_of([getattr(r.mean, name) for r in results], seed=seed)
     return TaskMetrics(
         k=k,
         n=len(results),

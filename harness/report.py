@@ -1,7 +1,8 @@
 """Reports of scored runs: a terminal table, results.json, report.md, a plot, and report.html (harness.report_html).
 
-When the run has the rule judge and other raters, results.json (``truth_rater``,
-``truth``) and report.md also carry every other judge measured against it (judges.truth).
+Every report names the scoring profile it was scored under (harness.scoring). When the
+run has the rule judge and other raters, results.json (``truth_rater``, ``truth``) and
+report.md also carry every other judge measured against it (judges.truth).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from harness.core.stats import MetricValue, json_ready
 from harness.core.store import RunStore
 from harness.report_data import RunView, run_view
 from harness.report_html import HTML_NAME, write_html
-from harness.scoring import TaskResult, score_store
+from harness.scoring import ScoringProfile, TaskResult, score_store, scoring_profile
 from judges.agreement_report import AgreementReport
 
 METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_fraction", "skill fraction"))
@@ -28,7 +29,10 @@ METRICS = (("full_marks", "full marks"), ("all_skills", "all skills"), ("skill_f
 def _value(metric: MetricValue) -> str:
     if metric.value is None or (isinstance(metric.value, float) and math.isnan(metric.value)):
         return "–"
-    return f"{metric.value:.2f} ({metric.ci_low:.2f}–{metric.ci_high:.2f})"
+    # The reference's own uncertainty (std / sqrt(n)) goes next to our CI, printed as it prints it.
+    uncertainty = getattr(metric, "uncertainty", None)
+    spread = "" if uncertainty is None else f" ± {uncertainty:.3f}"
+    return f"{metric.value:.2f}{spread} ({metric.ci_low:.2f}–{metric.ci_high:.2f})"
 
 
 def _sort_key(result: TaskResult) -> tuple:
@@ -48,12 +52,25 @@ def result_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any
     return headers, rows
 
 
-def terminal_table(results: Sequence[TaskResult]) -> str:
+def _has_uncertainty(results: Sequence[TaskResult]) -> bool:
+    return any(getattr(result.metrics.full_marks, "uncertainty", None) is not None for result in results)
+
+
+def _values_note(results: Sequence[TaskResult]) -> str:
+    return (
+        "values: ratio over combinations (best of generation rounds)"
+        + (", ± the reference code's std/sqrt(n)" if _has_uncertainty(results) else "")
+        + ", with bootstrap 95% CI; unscored: combinations no judge reply could score"
+    )
+
+
+def terminal_table(results: Sequence[TaskResult], scoring: str | None = None) -> str:
+    """The results as a table; ``scoring`` (a profile's ``describe()``) is named under it."""
+    lines = [f"scoring: {scoring}"] if scoring else []
     if not results:
-        return "no graded answers yet"
+        return "\n".join([*lines, "no graded answers yet"])
     headers, rows = result_rows(results)
-    note = "values: ratio over combinations (best of generation rounds), with bootstrap 95% CI; unscored: combinations no judge reply could score"
-    return tabulate(rows, headers=headers, tablefmt="simple") + "\n" + note
+    return "\n".join([tabulate(rows, headers=headers, tablefmt="simple"), _values_note(results), *lines])
 
 
 def comparison_table(runs: Sequence[tuple[str, Sequence[TaskResult]]]) -> str:
@@ -110,7 +127,7 @@ def truth_markdown(agreement: AgreementReport | None) -> list[str]:
 
 def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None) -> str:
     lines = ["# SKILL-MIX results", ""]
-    lines += [f"- run directory: `{meta.get('run_dir')}`", f"- name penalty: {'on' if meta.get('name_penalty') else 'off'}"]
+    lines += [f"- run directory: `{meta.get('run_dir')}`", f"- scoring: {meta.get('scoring_description')}"]
     for model in meta.get("models", []):
         lines.append(f"- {model['role']} `{model['name']}`: `{model['identity']}` (from `{model['reference']}`)")
     lines.append("")
@@ -129,7 +146,8 @@ def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any], agreeme
         lines.append(
             "Full marks: all k+3 points. All skills: every skill point and at least 2 of the 3 others. "
             "Skill fraction: skill points / k when the 3 other points are all earned, else 0. "
-            "Intervals are percentile bootstrap 95% CIs over combinations."
+            "Intervals are percentile bootstrap 95% CIs over combinations"
+            + ("; ± is the SKILL-MIX reference code's std/sqrt(n)." if _has_uncertainty(results) else ".")
         )
     else:
         lines.append("No graded answers yet.")
@@ -195,12 +213,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def run_meta(store: RunStore, run_dir: Path, name_penalty: bool) -> dict[str, Any]:
+def run_meta(store: RunStore, run_dir: Path, profile: ScoringProfile) -> dict[str, Any]:
     """What a report says about the run besides its results."""
     sessions = store.sessions()
     return {
         "run_dir": str(run_dir),
-        "name_penalty": name_penalty,
+        "scoring": profile.to_dict(),
+        "scoring_description": profile.describe(),
+        "name_penalty": profile.name_penalty,
         "models": [{"name": m.name, "role": m.role, "identity": m.identity, "reference": m.reference}
                    for m in store.models()],
         "versions": sessions[-1]["versions"] if sessions else None,
@@ -210,19 +230,25 @@ def run_meta(store: RunStore, run_dir: Path, name_penalty: bool) -> dict[str, An
     }  # fmt: skip
 
 
-def report_run(store: RunStore, run_dir: Path, *, name_penalty: bool = True, human: Path | None = None) -> list[TaskResult]:
-    """Score the run from its store and write results.json, report.md, report.png and report.html into ``run_dir``."""
-    return list(report_run_view(store, run_dir, name_penalty=name_penalty, human=human).results)
+def report_run(
+    store: RunStore, run_dir: Path, profile: ScoringProfile | None = None, *, human: Path | None = None
+) -> list[TaskResult]:
+    """Score the run from its store under ``profile`` (default: the default profile) and write
+    results.json, report.md, report.png and report.html into ``run_dir``."""
+    return list(report_run_view(store, run_dir, profile, human=human).results)
 
 
-def report_run_view(store: RunStore, run_dir: Path, *, name_penalty: bool = True, human: Path | None = None) -> RunView:
+def report_run_view(
+    store: RunStore, run_dir: Path, profile: ScoringProfile | None = None, *, human: Path | None = None
+) -> RunView:
     """``report_run``, returning what report.html shows, so that several runs can share one page.
 
     ``human``: a filled label sheet whose labels join the judges in the agreement section.
     """
-    results = score_store(store, name_penalty=name_penalty)
-    meta = run_meta(store, run_dir, name_penalty)
-    view = run_view(store, run_dir, results, meta, name_penalty=name_penalty, human=human)
+    profile = profile or scoring_profile()
+    results = score_store(store, profile)
+    meta = run_meta(store, run_dir, profile)
+    view = run_view(store, run_dir, results, meta, profile=profile, human=human)
     write_reports(run_dir, results, meta, view.agreement)
     write_html(Path(run_dir) / HTML_NAME, [view])
     return view

@@ -1,8 +1,7 @@
 """What the HTML report shows about one run, gathered from its store: results, answers, agreement.
 
-Nothing here is computed a second way: the votes come from harness.scoring (the
-same function the metrics use), the per-run corrections from
-``harness.scoring.corrected_score``, the agreement from
+Nothing here is computed a second way: the votes and the per-run corrections come
+from the run's scoring profile (harness.scoring, what the metrics use), the agreement from
 ``harness.agreement_data.run_agreement``. The answer records are the page's data
 for its answer browser: every student answer with its two turns, and per judge
 each grading run's reply and points and the majority vote the metrics use.
@@ -10,7 +9,6 @@ each grading run's reply and points and the majority vote the metrics use.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Any
 
 from harness.agreement_data import run_agreement, run_judges
 from harness.core.errors import HarnessError
-from harness.core.store import AnswerKey, Grade, RunStore
-from harness.scoring import TaskResult, corrected_score, voted_scores
+from harness.core.store import Grade, RunStore
+from harness.scoring import GradedAnswer, ScoringProfile, TaskResult, graded_answers
 from judges.agreement_report import AgreementReport
 from judges.rubric import Score, count_sentences, item_kinds, rubric_lines
 
@@ -105,15 +103,15 @@ def outcome(score: Score | None) -> str:
     return "full" if score.others_earned() == len(score.others) else "other"
 
 
-def _grading_run(grade: Grade, answer: str, skills: Sequence[str], name_penalty: bool) -> GradingRunView:
-    scored = corrected_score(grade, answer, skills, name_penalty=name_penalty).points if grade.usable else grade.points
+def _grading_run(profile: ScoringProfile, answer: GradedAnswer, grade: Grade) -> GradingRunView:
+    scored = profile.run_score(answer, grade).points if profile.usable(grade) else grade.points
     return GradingRunView(
         grade.grading_run, grade.usable, grade.attempts, tuple(grade.points), tuple(scored), grade.reply
     )
 
 
 def gather_answers(
-    store: RunStore, judges: Sequence[str], *, name_penalty: bool
+    store: RunStore, judges: Sequence[str], *, profile: ScoringProfile
 ) -> tuple[list[CombinationView], list[AnswerView]]:
     """Every combination that has an answer, and every answer with each judge's grading runs and vote."""
     combination_views: list[CombinationView] = []
@@ -123,10 +121,8 @@ def gather_answers(
         generations = {g.key: g for g in store.generations(task)}
         grades = list(store.grades(task))
         skills = {(task, index): skills for index, (skills, _) in combinations.items()}
-        voted = voted_scores(generations, grades, skills, name_penalty=name_penalty)
-        runs_of: dict[tuple[AnswerKey, str], list[Grade]] = defaultdict(list)
-        for grade in grades:
-            runs_of[(grade.key, grade.judge)].append(grade)
+        graded = graded_answers(generations.values(), grades, skills)
+        voted = {pair: profile.answer_score(answer) for pair, answer in graded.items()}
         for index in sorted({key.combination for key in generations}):
             combination_skills, topic = combinations[index]
             combination_views.append(
@@ -135,19 +131,15 @@ def gather_answers(
             )  # fmt: skip
         for key in sorted(generations, key=lambda key: (key.combination, key.student, key.generation_round)):
             generation = generations[key]
-            combination_skills = combinations[key.combination][0]
             verdicts = tuple(
                 Verdict(
                     judge,
                     outcome(voted.get((key, judge))),
                     voted[(key, judge)].points if voted.get((key, judge)) is not None else None,
-                    tuple(
-                        _grading_run(grade, generation.answer, combination_skills, name_penalty)
-                        for grade in sorted(runs_of[(key, judge)], key=lambda grade: grade.grading_run)
-                    ),
+                    tuple(_grading_run(profile, graded[(key, judge)], grade) for grade in graded[(key, judge)].grades),
                 )  # fmt: skip
                 for judge in judges
-                if (key, judge) in runs_of
+                if (key, judge) in graded
             )
             answer_views.append(
                 AnswerView(
@@ -172,7 +164,7 @@ def gather_answers(
 
 
 def gather_agreement(
-    store: RunStore, judges: Sequence[str], *, name_penalty: bool, human: Path | None
+    store: RunStore, judges: Sequence[str], *, profile: ScoringProfile, human: Path | None
 ) -> tuple[AgreementReport | None, str | None]:
     """The agreement report when the run has two judges or human labels; else (None, None).
 
@@ -183,7 +175,7 @@ def gather_agreement(
     if len(judges) < 2 and human is None:
         return None, None
     try:
-        return run_agreement(store, human=human, name_penalty=name_penalty), None
+        return run_agreement(store, human=human, profile=profile), None
     except HarnessError as error:
         if human is not None:
             raise
@@ -196,14 +188,14 @@ def run_view(
     results: Sequence[TaskResult],
     meta: dict[str, Any],
     *,
-    name_penalty: bool,
+    profile: ScoringProfile,
     human: Path | None = None,
     name: str | None = None,
 ) -> RunView:
     """The report's view of one scored run (``results`` and ``meta`` as harness.report makes them)."""
     judges = run_judges(store)
-    combinations, answers = gather_answers(store, judges, name_penalty=name_penalty)
-    agreement, note = gather_agreement(store, judges, name_penalty=name_penalty, human=human)
+    combinations, answers = gather_answers(store, judges, profile=profile)
+    agreement, note = gather_agreement(store, judges, profile=profile, human=human)
     return RunView(
         name or Path(run_dir).name or str(run_dir), str(run_dir), tuple(results), meta, tuple(judges),
         tuple(combinations), tuple(answers), agreement, note,

@@ -227,13 +227,25 @@ def _sampling(sampling: dict[str, Any] | None) -> str:
     return ", ".join(f"{key} {value}" for key, value in sorted((sampling or {}).items())) or "task default"
 
 
+# How each scoring profile (harness.scoring) decides the sentence point and combines grading runs.
+_PROFILE_RULES = {
+    "harness": (
+        ("sentence point", "recomputed by code from the graded text; overrides the judge"),
+        ("grading runs", "per rubric item, strict majority of the usable grading runs; a tie is not earned"),
+    ),
+    "reference": (
+        ("sentence point", "recomputed with the reference code's sentence rule; overrides the judge"),
+        ("grading runs", "per rubric item, the mean of all runs rounded half to even; a failed parse counts 0"),
+    ),
+}
+
+
 def _profile(view: RunView) -> str:
     meta, settings = view.meta, view.meta.get("settings") or {}
     facts = [
-        ("scoring profile", str(meta.get("scoring", "harness"))),
+        ("scoring profile", str(meta.get("scoring_description", "harness"))),
         ("explicit-name penalty", "on" if meta.get("name_penalty") else "off"),
-        ("sentence point", "recomputed by code from the graded text; overrides the judge"),
-        ("vote", "per rubric item, strict majority of the usable grading runs; a tie is not earned"),
+        *_PROFILE_RULES.get(str((meta.get("scoring") or {}).get("profile", "harness")), ()),
         ("combination score", "best generation round (mean over rounds in the second table)"),
         ("grading attempts", f"up to {settings.get('max_grade_attempts', '?')} per grading run, then unscored"),
     ]

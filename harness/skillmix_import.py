@@ -2,7 +2,10 @@
 
 Rows already in the store are skipped, so importing twice adds nothing. The
 reference's own reading of each reply's total (``score_0``) is kept in the
-store's meta for comparison with our re-scoring.
+store's meta for comparison with our re-scoring. Each grade's stored sentence
+point is checked against the reference's sentence rule on the imported answer
+(``judges.reference_rules``), which the ``reference`` scoring profile recomputes;
+rows where they differ are counted (a tree edited by hand, or other code).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.models import Model
-from harness.core.store import RunStore
+from harness.core.store import Grade, RunStore
 from harness.skillmix_tree import IMPORTED, TreeReader
+from judges import reference_rules
+from judges.rubric import sentence_point
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class ImportSummary:
     grades_imported: int
     grades_unusable: int  # among the grades imported now: our parser found no full reading
     skipped: dict[str, int]  # reason -> grading rows left out
+    sentence_points_differing: int = 0  # among the grades imported now (see the module docstring)
 
     @property
     def generations_present(self) -> int:
@@ -92,11 +98,20 @@ def import_skillmix(source: Path, run_dir: Path) -> ImportSummary:
             grades_imported=len(new_grades),
             grades_unusable=sum(not grade.usable for grade in new_grades),
             skipped=dict(reader.skipped),
+            sentence_points_differing=sum(_sentence_point_differs(grade, reader, configs) for grade in new_grades),
         )
         store.set_meta("import", _meta(summary, reader))
     finally:
         store.close()
     return summary
+
+
+def _sentence_point_differs(grade: Grade, reader: TreeReader, configs: dict[str, dict[str, Any]]) -> bool:
+    if grade.reference is None or grade.reference.sentence_point is None:
+        return False
+    answer = reader.generations[grade.key][0].answer
+    k = int(configs[grade.key.task]["k"])
+    return sentence_point(reference_rules.count_sentences(answer), k) != grade.reference.sentence_point
 
 
 def _meta(summary: ImportSummary, reader: TreeReader) -> dict[str, Any]:
@@ -109,6 +124,7 @@ def _meta(summary: ImportSummary, reader: TreeReader) -> dict[str, Any]:
         "imported": {"generations": summary.generations_imported, "grades": summary.grades_imported},
         "already_present": {"generations": summary.generations_present, "grades": summary.grades_present},
         "skipped": summary.skipped,
+        "sentence_points_differing": summary.sentence_points_differing,
         # The reference's own reading of each reply's total, for comparison with our re-scoring.
         "reference_scores": {
             key: {"grading_rows": len(scores), "mean_score": sum(scores) / len(scores)}

@@ -31,8 +31,12 @@ named ``records.csv``, one data row per combination, under an experiment root:
   comma, so its ``skills`` text differs from the generation file's.
 
 Each (K, SEED, VERSION) becomes one task named ``skillmix-import-k<K>-s<SEED>-v<VERSION>``.
-Judge replies are re-read by our own parser. ``TreeReader`` reads and checks a
-whole tree; harness.skillmix_import writes what it read into a run store.
+Judge replies are re-read by our own parser (the ``harness`` scoring profile scores
+those values). Each grade also keeps what the reference's own parser stored, its
+``points_0`` as the reference's aggregation reads it, and its sentence point
+(``store.ReferenceGrade``), which the ``reference`` profile scores. ``TreeReader``
+reads and checks a whole tree; harness.skillmix_import writes what it read into a
+run store.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.core.store import AnswerKey, Generation, Grade
+from harness.core.store import AnswerKey, Generation, Grade, ReferenceGrade
 from judges.styles import read_reply
 
 FAMILY = "skillmix-import"
@@ -214,6 +218,33 @@ def _row_skills(row: _Row, k: int, *, comma_count: bool = False) -> tuple[tuple[
     return skills, topic
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def reference_points(cells: list[str]) -> list[tuple[float, ...]]:
+    """The values the reference's aggregation reads from each ``points_0`` cell of one file.
+
+    It reads the file with pandas, which types a column at once: when every non-empty
+    cell is a single number, the column becomes numbers, and the aggregation takes a
+    number for "no points". Otherwise each non-empty cell is split at commas.
+    """
+    if all(cell == "" or _is_number(cell) for cell in cells):
+        return [() for _ in cells]
+    return [tuple(float(value) for value in cell.split(",")) if cell else () for cell in cells]
+
+
+def _sentence_point(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _spaced(skills: tuple[str, ...]) -> tuple[str, ...]:
     # The reference rewrites every comma in a grading row's skills as ", ", names included.
     return tuple(re.sub(r",\s*", ", ", skill) for skill in skills)
@@ -331,7 +362,12 @@ class TreeReader:
         draft.grading_versions.add(graded.grading_version)
         self.judges.setdefault(graded.judge, path.parent)
         scores = self.reference_scores.setdefault(f"{task}/{student}/{graded.judge}", [])
-        for row in rows:
+        points_cells = [row.values.get("points_0", "") for row in rows]
+        try:
+            read_points = reference_points(points_cells)
+        except ValueError as error:
+            raise HarnessError(f"{path}: a points_0 cell is not a comma-separated list of numbers ({error})") from None
+        for row, reference_values in zip(rows, read_points, strict=True):
             answer = self.generations.get(AnswerKey(task, row.index, student, round_dir.generation_round))
             if answer is None:
                 self.skipped["grading row without a generation row"] += 1
@@ -355,6 +391,11 @@ class TreeReader:
                 attempts=1,
                 points=score.points,
                 usable=score.usable,
+                reference=ReferenceGrade(
+                    points_0=row.values.get("points_0", ""),
+                    points=reference_values,
+                    sentence_point=_sentence_point(row.values.get("true_sentence_lim_pt_0", "")),
+                ),
             )
             key = (grade.key, graded.judge, graded.grading_run)
             if key in self.grades:

@@ -31,9 +31,11 @@ from harness.core.client import ModelClient, SamplingParams
 from harness.core.errors import HarnessError
 from harness.core.prompt_files import plural, render
 from harness.core.prompts import sentence_limit
+from harness.core.reference_prompts import reference_fields
 from harness.core.registry import Task
 from harness.core.sampling import Combination
 from harness.core.store import AnswerKey, Grade
+from judges import reference_rules
 from judges.registry import Judge
 from judges.rubric import rubric_lines
 from judges.rules import grade_answer, rule_world
@@ -77,10 +79,14 @@ def render_grading_prompt(task: Task, combination: Combination, answer: str, sty
     skills = combination.skills
     definitions = "\n".join(f"- {name}: {task.catalog.skill(name).definition}" for name in skills)
     rubric = rubric_lines(skills, combination.topic)
+    # A prompt version made from the reference's own files (--prompts-from) uses its field names.
+    fields = reference_fields([task.catalog.skill(name) for name in skills], combination.topic, sentence_limit(len(skills)))
     return render(
         task.prompt_dir,
         get_style(style).template,
-        topic=combination.topic,
+        **fields,
+        student_answer=answer,
+        rubric_items=reference_rules.rubric_items(skills, combination.topic, style),
         skill_count=plural(len(skills), "skill"),
         sentence_count=plural(sentence_limit(len(skills)), "sentence"),
         skill_definitions=definitions,

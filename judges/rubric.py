@@ -79,6 +79,11 @@ class RubricItem:
         return self.label
 
 
+def sentence_point(sentences: int, k: int) -> float:
+    """The sentence item's value for an answer of ``sentences`` sentences: 1.0 within the limit."""
+    return 1.0 if sentences <= sentence_limit(k) else 0.0
+
+
 def _sentences_label(n: int) -> str:
     return f"at most {n} sentence" if n == 1 else f"at most {n} sentences"
 
@@ -172,6 +177,16 @@ class Score:
         return cls(tuple(skills), topic, sense, sentences)
 
     @classmethod
+    def by_position(cls, values: Sequence[Value], k: int) -> Score:
+        """A score for k skills from a list read by position, as the SKILL-MIX reference code
+        reads its parsed points: a missing value is 0.0, a longer list is cut after the
+        k + 3 items and a shorter one padded with 0.0 at the end (so a reply that skipped
+        the topic has its sense value in the topic position)."""
+        size = item_count(k)
+        filled = [0.0 if value is None else float(value) for value in values[:size]]
+        return cls.from_points(filled + [0.0] * (size - len(filled)))
+
+    @classmethod
     def empty(cls, k: int) -> Score:
         """No value anywhere: what an unparseable reply gives."""
         return cls((None,) * k, None, None, None)
@@ -218,23 +233,38 @@ class Score:
             raise HarnessError(f"expected {len(self.points)} values for k={self.k}, got {len(points)}")
         return score
 
-    def corrected(self, answer: str, skills: Sequence[str], *, name_penalty: bool = True) -> Score:
-        """The score after the code-side corrections.
+    def skills_total(self) -> float:
+        """The sum of the skill values (missing ones count 0)."""
+        return sum(value or 0.0 for value in self.skills)
 
-        The sentence value is always recomputed from ``answer`` (1.0 or 0.0), even
-        where the judge gave none. With ``name_penalty`` a skill's value becomes 0.0
-        when the answer names the skill. A missing (None) skill, topic or sense value
-        stays None: the grading run is unscored there, and a penalty must not turn
-        "unscored" into a score.
+    def others_total(self) -> float:
+        """The sum of the topic, sense and sentence values (missing ones count 0)."""
+        return sum(value or 0.0 for value in self.others)
+
+    def with_corrections(self, sentences: float, named: Sequence[bool]) -> Score:
+        """This score with the sentence value replaced and the skills in ``named`` set to 0.0.
+
+        A missing (None) skill value stays None: a penalty must not turn "unscored" into
+        a score. Which rules decide ``sentences`` and ``named`` is the caller's business
+        (``corrected`` below for ours; harness.scoring for a profile's).
+        """
+        if len(named) != self.k:
+            raise HarnessError(f"a score for {self.k} skills cannot be corrected against {len(named)} skills")
+        values = [0.0 if hit and value is not None else value for value, hit in zip(self.skills, named, strict=True)]
+        return Score(tuple(values), self.topic, self.sense, sentences)
+
+    def corrected(self, answer: str, skills: Sequence[str], *, name_penalty: bool = True) -> Score:
+        """The score after our code-side corrections.
+
+        The sentence value is always recomputed from ``answer`` (1.0 or 0.0) by
+        ``count_sentences``, even where the judge gave none. With ``name_penalty`` a
+        skill's value becomes 0.0 when the answer names the skill. A missing (None)
+        skill, topic or sense value stays None: the grading run is unscored there.
         """
         if len(skills) != self.k:
             raise HarnessError(f"a score for {self.k} skills cannot be corrected against {len(skills)} skills")
-        values = list(self.skills)
-        if name_penalty:
-            values = [0.0 if value is not None and names_skill(answer, skill) else value
-                      for value, skill in zip(values, skills, strict=True)]  # fmt: skip
-        sentences = 1.0 if count_sentences(answer) <= sentence_limit(self.k) else 0.0
-        return Score(tuple(values), self.topic, self.sense, sentences)
+        named = [name_penalty and names_skill(answer, skill) for skill in skills]
+        return self.with_corrections(sentence_point(count_sentences(answer), self.k), named)
 
 
 def item_count(k: int) -> int:

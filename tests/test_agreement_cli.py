@@ -176,6 +176,25 @@ def test_the_report_defaults_to_the_run_directory(two_judge_run: Path, tmp_path:
     assert (run / "agreement.json").is_file() and (run / "agreement.md").is_file()
 
 
+def test_scoring_options_choose_the_labels(two_judge_run: Path, tmp_path: Path) -> None:
+    store = RunStore(two_judge_run, create=False)
+    combinations = store.combinations(TASK)
+    store.close()
+    skill = combinations[0][0][0]
+    holding = sum(skill in skills for skills, _ in combinations.values())
+    result = invoke(agreement, str(two_judge_run), "--out", str(tmp_path), "--resamples", "100",
+                    "--scoring", "reference", "--filter-skills", skill)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "scoring: reference (the SKILL-MIX reference code's rules); name penalty off" in result.output
+    document = json.loads((tmp_path / "agreement.json").read_text())
+    assert document["source"]["scoring"].startswith("reference") and document["source"]["name_penalty"] is False
+    # the combinations holding the filtered skill give no labels: two skill items per remaining answer
+    assert pair(groups(document)["skill"], "a", "b")["n"] == 2 * (5 - holding)
+    with pytest.raises(HarnessError, match="--scoring, --filter-skills work"):
+        invoke(agreement, "--from-csv", str(DATA / "two_raters.csv"), "--scoring", "reference",
+               "--filter-skills", skill)  # fmt: skip
+
+
 def test_judge_selection_errors(two_judge_run: Path, tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"no grades by judge\(s\) zed; its judges are a, b"):
         invoke(agreement, str(two_judge_run), "--judges", "a,zed", "--out", str(tmp_path))

@@ -154,6 +154,16 @@ def test_generate_data_keeps_full_marks_and_exports_a_trainable_dataset(tmp_path
             assert provenance(out)["counts"][str(k)]["kept"] == expected[k]["full"] + expected[k]["miss-one"]
             assert provenance(out)["counts"][str(k)]["unscored"] == expected[k]["unscored"]
 
+        # Under the reference's rules an unreadable reply is zeros: rejected, not unscored. No model call.
+        reference = generate(out, cache, t.endpoint.base_url, f"jud={j.endpoint.base_url}", extra=("--scoring", "reference"))
+        assert reference.exit_code == 0, reference.output
+        assert (len(t.requests), len(j.requests)) == calls and "scoring: reference" in reference.output
+        assert provenance(out)["keep_rule"]["scoring"]["profile"] == "reference"
+        for k in KS:
+            counts = provenance(out)["counts"][str(k)]
+            assert (counts["kept"], counts["unscored"]) == (expected[k]["full"], 0)
+            assert counts["rejected"] == expected[k]["miss-one"] + expected[k]["unscored"]
+
         # A fresh run directory is answered from the response cache: still no model call.
         shutil.rmtree(out / "run")
         fresh = generate(out, cache, t.endpoint.base_url, f"jud={j.endpoint.base_url}")

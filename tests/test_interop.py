@@ -201,7 +201,48 @@ def test_cli_prints_summary_and_next_step(tmp_path: Path):
     assert "generations:  4 new" in result.output
     assert "grades:       6 new (1 unusable" in result.output
     assert "skipped:      2 grading row(s)" in result.output
-    assert f"harness report {tmp_path / 'run'}" in result.output
+    assert f"harness report {tmp_path / 'run'} --scoring reference" in result.output
+
+
+def test_each_grade_keeps_what_the_reference_parser_stored(tmp_path: Path):
+    import_skillmix(FIXTURE, tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    grades = {(g.key.generation_round, g.grading_run, g.key.combination): g for g in store.grades()}
+    rows = _read_records(
+        FIXTURE / "k2_s7_vdefault_r1" / "tiny-student" / "graded" / "by_tiny-judge_on_text_1_1_gpt" / "records.csv"
+    )
+    stored = grades[(1, 1, 0)].reference
+    assert stored.points_0 == rows[0]["points_0"]
+    assert stored.points == tuple(float(value) for value in rows[0]["points_0"].split(","))
+    assert stored.sentence_point == float(rows[0]["true_sentence_lim_pt_0"])
+    assert all(grade.reference is not None for grade in grades.values())
+
+
+def test_a_sentence_point_the_reference_rule_does_not_give_is_reported(tree: Path, tmp_path: Path):
+    path = tree / "k2_s7_vdefault_r1" / "tiny-student" / "graded" / "by_tiny-judge_on_text_1_1_gpt" / "records.csv"
+    rows = _read_records(path)
+    rows[0]["true_sentence_lim_pt_0"] = str(1.0 - float(rows[0]["true_sentence_lim_pt_0"]))
+    _write_records(path, list(rows[0]), [list(row.values()) for row in rows])
+    result = CliRunner().invoke(import_command, [str(tree), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "1 grading row(s) hold a sentence point that the reference's sentence rule does not give" in result.output
+    assert RunStore(tmp_path / "run", create=False).get_meta("import")["sentence_points_differing"] == 1
+
+
+def test_a_schema_2_store_is_upgraded_in_place(tmp_path: Path):
+    import sqlite3
+
+    import_skillmix(FIXTURE, tmp_path / "run")
+    # Make it a schema-2 store: no reference column (SQLite >= 3.35 drops columns).
+    db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    db.execute("ALTER TABLE grades DROP COLUMN reference")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    store = RunStore(tmp_path / "run", create=False)
+    assert store.get_meta("schema_version") == 3
+    grades = list(store.grades())
+    assert len(grades) == 6 and all(grade.reference is None for grade in grades)
 
 
 # -- malformed trees -------------------------------------------------------------

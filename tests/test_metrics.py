@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.core.stats import bootstrap_ci
-from harness.metrics import CombinationScores, combination_scores, score_combination, task_metrics
+from harness.metrics import CombinationScores, combination_scores, earned_fraction, score_combination, task_metrics
 from harness.metrics import majority_vote as vote_scores
 from judges.rubric import Score
 
@@ -100,11 +100,26 @@ def test_combination_scores_k1():
     assert combination_scores(S([1, 0, 1, 1])) == CombinationScores(0.0, 1.0, 0.0)
 
 
-def test_combination_scores_rejects_unvoted_points():
+def test_combination_scores_rejects_uncombined_points():
     with pytest.raises(ValueError):
         combination_scores(S([1, None, 1, 1, 1]))
     with pytest.raises(ValueError):
-        combination_scores(S([1, 0.5, 1, 1, 1]))
+        combination_scores(S([1, 2, 1, 1, 1]))  # a raw judge value outside [0, 1]
+
+
+def test_combination_scores_of_points_averaged_over_runs():
+    # k = 2; a point earned by 2 of 3 runs counts 2/3: no full marks, and the skill fraction is (1 + 2/3) / 2
+    assert combination_scores(S([1, 2 / 3, 1, 1, 1])) == CombinationScores(0.0, 0.0, (1 + 2 / 3) / 2)
+    # others 1 + 1/3 + 2/3 = 2: all skills yes (T >= 2), skill fraction no (T < 3)
+    assert combination_scores(S([1, 1, 1 / 3, 2 / 3, 1])) == CombinationScores(0.0, 1.0, 0.0)
+    assert combination_scores(S([1, 1, 1, 1, 1])) == CombinationScores(1.0, 1.0, 1.0)
+
+
+def test_earned_fraction_counts_half_points_as_not_earned():
+    runs = [S([1, 0.5, 1, None, 1]), S([1, 1, 0, None, 1]), S([0, 1, 1, None, 1])]
+    assert list(earned_fraction(runs).points) == [2 / 3, 2 / 3, 2 / 3, None, 1.0]
+    with pytest.raises(ValueError):
+        earned_fraction([])
 
 
 # ---------------------------------------------------------------- rounds and tasks

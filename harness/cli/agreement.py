@@ -18,6 +18,7 @@ from harness.agreement_data import (
     run_answers,
     sample_answers,
 )
+from harness.cli.options import pop_scoring, scoring_options
 from harness.core.errors import HarnessError
 from harness.core.store import RunStore
 from judges.agreement import read_ratings_csv
@@ -38,20 +39,25 @@ def _judge_names(text: str | None) -> list[str] | None:
     return names
 
 
-def _check_inputs(
-    run_dir: Path | None, from_csv: Path | None, human: Path | None, per_run: bool, no_name_penalty: bool
-) -> None:
+def _check_inputs(run_dir: Path | None, from_csv: Path | None, human: Path | None, per_run: bool,
+                  scoring: dict[str, Any]) -> None:  # fmt: skip
     if (run_dir is None) == (from_csv is None):
         raise HarnessError(
             "give either a RUN directory or --from-csv FILE (not both): a run's judges are compared, "
             "or the ratings in a long-format CSV (item,criterion,rater,label)"
         )
     if from_csv is not None:
-        only_runs = [
-            name
-            for name, given in (("--human", human), ("--per-run", per_run), ("--no-name-penalty", no_name_penalty))
+        scoring_given = [
+            flag
+            for flag, given in (
+                ("--scoring", scoring["scoring"] != "harness"),
+                ("--name-penalty/--no-name-penalty", scoring["name_penalty"] is not None),
+                ("--grading-runs", scoring["grading_runs"] != "vote"),
+                ("--filter-skills", scoring["filter_skills"] is not None),
+            )
             if given
         ]
+        only_runs = [name for name, given in (("--human", human), ("--per-run", per_run)) if given] + scoring_given
         if only_runs:
             raise HarnessError(
                 f"{', '.join(only_runs)} work(s) on a RUN, not on --from-csv; put human labels into the CSV as another rater"
@@ -100,7 +106,7 @@ def _write_report(out: Path, report: AgreementReport, source: dict[str, Any]) ->
     type=click.Path(path_type=Path, dir_okay=False),
     help="Compare the ratings in a long-format CSV (item,criterion,rater,label) instead of a run.",
 )
-@click.option("--no-name-penalty", is_flag=True, help="Read the grades without the explicit-name penalty.")
+@scoring_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -110,12 +116,13 @@ def _write_report(out: Path, report: AgreementReport, source: dict[str, Any]) ->
 @click.option(
     "--resamples", type=click.IntRange(100), default=1000, show_default=True, help="Bootstrap resamples per CI."
 )
-def agreement(run_dir, judge_list, human, per_run, from_csv, no_name_penalty, out, seed, resamples) -> None:  # fmt: skip
+def agreement(run_dir, judge_list, human, per_run, from_csv, out, seed, resamples, **scoring) -> None:  # fmt: skip
     """How far the raters of RUN agree, per rubric kind (skill, topic, sense, sentences), overall
     and on full marks: percent agreement and Cohen's kappa per pair, Krippendorff's alpha,
     bootstrap CIs, confusion matrices, and Kendall's tau of the students' ranking.
     """
-    _check_inputs(run_dir, from_csv, human, per_run, no_name_penalty)
+    _check_inputs(run_dir, from_csv, human, per_run, scoring)
+    profile = pop_scoring(scoring)
     judges = _judge_names(judge_list)
     if from_csv is not None:
         report = agreement_report(read_ratings_csv(from_csv), raters=judges, seed=seed, n_resamples=resamples)
@@ -123,9 +130,8 @@ def agreement(run_dir, judge_list, human, per_run, from_csv, no_name_penalty, ou
     else:
         store = RunStore(run_dir, create=False)
         try:
-            name_penalty = not no_name_penalty
             report = run_agreement(
-                store, judges=judges, per_run=per_run, human=human, name_penalty=name_penalty,
+                store, judges=judges, per_run=per_run, human=human, profile=profile,
                 seed=seed, n_resamples=resamples,
             )  # fmt: skip
         finally:
@@ -135,8 +141,10 @@ def agreement(run_dir, judge_list, human, per_run, from_csv, no_name_penalty, ou
             "judges": judges,
             "per_run": per_run,
             "human": str(human) if human else None,
-            "name_penalty": name_penalty,
+            "name_penalty": profile.name_penalty,
+            "scoring": profile.describe(),
         }
+        click.echo(f"scoring: {profile.describe()}")
         out = out or run_dir
     _echo_report(report)
     if out is not None:

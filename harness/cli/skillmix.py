@@ -23,7 +23,9 @@ def import_skillmix(source: Path, run_dir: Path) -> None:
 
     SOURCE holds k<k>_s<seed>_v<version>_r<round>/<student>/records.csv files and
     their graded/by_<judge>_on_<column>_<run>_<version>/records.csv files. Judge
-    replies are re-read by this harness's parser, so the run re-scores with its metrics.
+    replies are re-read by this harness's parser (scored by `harness report`); the
+    points the reference's parser stored are kept too, and `harness report RUN
+    --scoring reference` scores them as the reference's aggregate_metrics.py does.
     """
     summary = import_tree(source, run_dir)
     click.echo(f"imported {summary.source} into {summary.run_dir}")
@@ -36,4 +38,10 @@ def import_skillmix(source: Path, run_dir: Path) -> None:
     )
     for reason, count in sorted(summary.skipped.items()):
         click.echo(f"  skipped:      {count} grading row(s): {reason}")
-    click.echo(f"next: harness report {run_dir}")
+    if summary.sentence_points_differing:
+        click.echo(
+            f"  note:         {summary.sentence_points_differing} grading row(s) hold a sentence point that the "
+            "reference's sentence rule does not give for their answer (edited files?)"
+        )
+    click.echo(f"next: harness report {run_dir} --scoring reference   (the reference's own numbers)")
+    click.echo(f"      harness report {run_dir}                       (this harness's rules)")

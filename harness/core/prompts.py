@@ -13,6 +13,7 @@ import re
 
 from harness.core.errors import HarnessError
 from harness.core.prompt_files import plural, render
+from harness.core.reference_prompts import reference_fields
 from harness.core.registry import Task
 from harness.core.sampling import Combination
 
@@ -44,7 +45,7 @@ def render_student_turn1(task: Task, combination: Combination) -> str:
     return render(
         task.prompt_dir,
         "student_turn1.txt",
-        topic=combination.topic,
+        **_reference_fields(task, combination),
         skill_count=plural(len(combination.skills), "skill"),
         skills_block="\n\n".join(blocks),
     )
@@ -55,9 +56,15 @@ def render_student_turn2(task: Task, combination: Combination) -> str:
     return render(
         task.prompt_dir,
         "student_turn2.txt",
-        topic=combination.topic,
+        **_reference_fields(task, combination),
         sentence_count=plural(sentence_limit(len(combination.skills)), "sentence"),
     )
+
+
+def _reference_fields(task: Task, combination: Combination) -> dict[str, str]:
+    # A prompt version made from the reference's own files (--prompts-from) uses its field names.
+    skills = [task.catalog.skill(name) for name in combination.skills]
+    return reference_fields(skills, combination.topic, sentence_limit(len(combination.skills)))
 
 
 def extract_answer(reply: str) -> str | None:

@@ -28,7 +28,7 @@ from harness.core.errors import HarnessError
 from harness.core.models import Model
 
 STORE_NAME = "run.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,19 +48,21 @@ CREATE TABLE IF NOT EXISTS grades (
     task TEXT NOT NULL, combination INTEGER NOT NULL, student TEXT NOT NULL, generation_round INTEGER NOT NULL,
     judge TEXT NOT NULL, grading_run INTEGER NOT NULL, style TEXT NOT NULL, prompt TEXT NOT NULL,
     reply TEXT NOT NULL, attempts INTEGER NOT NULL, points TEXT NOT NULL, usable INTEGER NOT NULL,
-    created REAL NOT NULL, sampling TEXT,
+    created REAL NOT NULL, sampling TEXT, reference TEXT,
     PRIMARY KEY (task, combination, student, generation_round, judge, grading_run));
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, command TEXT NOT NULL, versions TEXT NOT NULL,
     settings TEXT NOT NULL);
 """
-# Stores of schema 1 lack the sampling and kind columns and the sessions table; they are upgraded in place.
+# Older stores are upgraded in place, one schema step after the other: schema 1 lacks the sampling
+# and kind columns and the sessions table (created by SCHEMA), schema 2 the grades' reference column.
 _UPGRADES = {
     1: [
         "ALTER TABLE generations ADD COLUMN sampling TEXT",
         "ALTER TABLE grades ADD COLUMN sampling TEXT",
         "ALTER TABLE models ADD COLUMN kind TEXT",
-    ]
+    ],
+    2: ["ALTER TABLE grades ADD COLUMN reference TEXT"],
 }
 
 
@@ -87,6 +89,28 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class ReferenceGrade:
+    """What the SKILL-MIX reference code's grading row said about a grade (imported trees only).
+
+    ``points`` is what the reference's aggregation reads from the row's ``points_0`` cell:
+    its values in order, or none when the cell is empty or when every cell of the file
+    holds at most one value (pandas then reads the column as numbers, and the reference
+    treats a number as no points). ``sentence_point`` is its ``true_sentence_lim_pt_0``.
+    """
+
+    points_0: str
+    points: tuple[float, ...]
+    sentence_point: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points_0": self.points_0, "points": list(self.points), "sentence_point": self.sentence_point}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceGrade:
+        return cls(data["points_0"], tuple(float(value) for value in data["points"]), data["sentence_point"])
+
+
+@dataclass(frozen=True)
 class Grade:
     key: AnswerKey
     judge: str
@@ -98,6 +122,7 @@ class Grade:
     points: tuple[float | None, ...]  # judges.rubric.Score.points: the judge's own values, before corrections
     usable: bool
     sampling: Mapping[str, Any] | None = None  # what the last ask sent; None: nothing sent (imported, rules)
+    reference: ReferenceGrade | None = None  # the reference code's own reading; imported rows only
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -126,8 +151,9 @@ class RunStore:
         version = self._schema_version()
         if version is not None and version > SCHEMA_VERSION:
             raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
-        for statement in _UPGRADES.get(version or SCHEMA_VERSION, []):
-            self._db.execute(statement)
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            for statement in _UPGRADES.get(step, []):
+                self._db.execute(statement)
         self._db.executescript(SCHEMA)
         if version != SCHEMA_VERSION:
             self.set_meta("schema_version", SCHEMA_VERSION)
@@ -272,10 +298,12 @@ class RunStore:
     def add_grade(self, grade: Grade) -> None:
         self._db.execute(
             "INSERT INTO grades (task, combination, student, generation_round, judge, grading_run, style, prompt, "
-            "reply, attempts, points, usable, created, sampling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reply, attempts, points, usable, created, sampling, reference) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 *grade.key, grade.judge, grade.grading_run, grade.style, grade.prompt, grade.reply, grade.attempts,
                 json.dumps(list(grade.points)), int(grade.usable), time.time(), _encode(grade.sampling),
+                None if grade.reference is None else _encode(grade.reference.to_dict()),
             ),
         )  # fmt: skip
 
@@ -289,11 +317,13 @@ class RunStore:
 
     def grades(self, task: str | None = None) -> Iterator[Grade]:
         query = "SELECT task, combination, student, generation_round, judge, grading_run, style, prompt, reply, " \
-                "attempts, points, usable, sampling FROM grades"  # fmt: skip
+                "attempts, points, usable, sampling, reference FROM grades"  # fmt: skip
         rows = self._db.execute(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
+            reference = _decode(row[13])
             yield Grade(AnswerKey(*row[:4]), *row[4:10], points=tuple(json.loads(row[10])), usable=bool(row[11]),
-                        sampling=_decode(row[12]))  # fmt: skip
+                        sampling=_decode(row[12]),
+                        reference=None if reference is None else ReferenceGrade.from_dict(reference))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
         return {AnswerKey(*row) for row in self._db.execute("SELECT task, combination, student, generation_round FROM generations")}

@@ -29,7 +29,9 @@ SAMPLING_KEYS = {
 FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # Defaults follow SKILL-MIX: 100 combinations per k, 3 generation rounds, 3 grading runs,
-# student temperature 0.7 with 512 new tokens; a judge samples greedily.
+# student temperature 0.7 with 512 new tokens. A judge samples at 0.7 too: the grading runs
+# must be independent samples for their vote to mean anything (at 0 they would be copies).
+# This is the one judge-sampling rule; the built-in judge files set no temperature.
 DEFAULTS: dict[str, Any] = {
     "description": "",
     "k": [1, 2, 3, 4, 5],
@@ -39,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "grading_runs": 3,
     "prompt_version": "v1",
     "student_sampling": {"temperature": 0.7, "max_tokens": 512},
-    "judge_sampling": {"temperature": 0.0, "max_tokens": 512},
+    "judge_sampling": {"temperature": 0.7, "max_tokens": 512},
     "grading_style": "items",
 }
 REQUIRED = ("family", "version", "seed", "catalog")
