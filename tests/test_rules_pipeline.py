@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = "skillmix-rules-k2-train"  # training skills and topics, a k seen in training
-STEPS = 80  # about a minute of CPU; the loss falls from ~7 to ~3 and the answers become sentences
+STEPS = 80  # about a minute of CPU; the loss falls from ~7 to ~2.4 and the answers become sentences
 COMBINATIONS = 20
 
 
@@ -34,18 +34,23 @@ def harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     return finished
 
 
-def point_rates(run_dir: Path, judge: str) -> dict[str, float]:
-    """Per student: the mean fraction of the k + 3 rubric points the judge gave (its first grading run)."""
+def point_rates(run_dir: Path, judge: str, k: int) -> dict[str, tuple[float, float]]:
+    """Per student: (mean fraction of the k + 3 rubric points, rate of the sense point), from the
+    judge's first grading run (the rule judge's runs are identical)."""
     store = RunStore(run_dir, create=False)
     try:
-        by_student: dict[str, list[float]] = {}
+        by_student: dict[str, list[tuple[float, ...]]] = {}
         for grade in store.grades(TASK):
             if grade.judge == judge and grade.grading_run == 0:
                 assert grade.usable  # the rule judge never fails to grade
-                by_student.setdefault(grade.key.student, []).append(mean(float(p or 0) for p in grade.points))
+                by_student.setdefault(grade.key.student, []).append(tuple(float(p or 0) for p in grade.points))
     finally:
         store.close()
-    return {student: mean(rates) for student, rates in by_student.items()}
+    sense = k + 1  # rubric order: k skills, topic, sense, sentences
+    return {
+        student: (mean(mean(points) for points in rows), mean(points[sense] for points in rows))
+        for student, rows in by_student.items()
+    }
 
 
 def test_a_short_fine_tune_lifts_the_student_on_a_training_skill_task(tmp_path: Path) -> None:
@@ -71,9 +76,13 @@ def test_a_short_fine_tune_lifts_the_student_on_a_training_skill_task(tmp_path: 
 
     harness("run", TASK, "--student", f"base={base}", "--student", f"ft={train / 'final'}", "--judge", "rules",
             "--combinations", str(COMBINATIONS), "--out", str(run), "--cpu-kv-cache-gib", "2", env=env)  # fmt: skip
-    rates = point_rates(run, "rules")
+    rates = point_rates(run, "rules", k=2)
     assert set(rates) == {"base", "ft"}
-    # A random model writes no well-formed in-vocabulary text; 80 steps are enough for short sentences
-    # that earn the sense and sentence points and some skill and topic words. The margin is a third
-    # of the rubric, far above the sampling noise of 60 answers per student.
-    assert rates["ft"] > rates["base"] + 1 / 3, rates
+    (base_points, base_sense), (ft_points, ft_sense) = rates["base"], rates["ft"]
+    # A random model writes no well-formed in-vocabulary text: its sense point is never earned,
+    # though its 160 random in-vocabulary tokens do hold skill and topic words by chance. 80 steps
+    # teach the form first; measured on a loaded 2-core machine: points 0.16 -> 0.30, sense
+    # 0.00 -> 0.38 over 60 answers each (the standard error of each mean is about 0.03).
+    assert base_sense == 0.0, rates
+    assert ft_sense > 0.15, rates
+    assert ft_points > base_points + 0.05, rates
