@@ -25,7 +25,7 @@ harness() { python -m harness "$@"; }
 
 OUT=${OUT:-runs/rules}
 PER_K=${PER_K:-700}                 # training combinations per k; each gets 3 rule-teacher texts
-STEPS=${STEPS:-300}                 # optimizer steps of 32 rows
+STEPS=${STEPS:-500}                 # optimizer steps of 32 rows (see README: 300 was too few)
 COMBINATIONS=${COMBINATIONS:-40}    # evaluation combinations per task (x 3 generation rounds)
 JUDGE_COMBINATIONS=${JUDGE_COMBINATIONS:-5}  # of those, graded by the tiny judge too (x 3 grading runs)
 CONFIG=${CONFIG:-trainers/configs/rules_cpu.yaml}
