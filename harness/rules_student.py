@@ -24,17 +24,11 @@ from harness.core.registry import Registry, Task, load_registry
 from harness.core.sampling import sample_combinations
 from harness.core.tinymodel import RULES_STUDENT, build_tiny_model
 from harness.rules_teacher import write_text
-from harness.rules_world import load_rule_catalog
-from judges.rules import RuleWorld
+from judges.rules import rule_world
 
 FAMILY = "skillmix-rules"
 TRAIN_K = (1, 2, 3)
 CORPUS_ROWS_PER_K = 1000
-
-
-def rules_world(task: Task) -> RuleWorld:
-    """The rule world behind a task of the rule family (its catalog's ``check`` column)."""
-    return load_rule_catalog(task.catalog.sources[0].parent).world
 
 
 def _train_task(registry: Registry, k: int) -> Task:
@@ -50,7 +44,7 @@ def rules_corpus(rows_per_k: int = CORPUS_ROWS_PER_K, seed: int = 0) -> list[str
     texts: list[str] = []
     for k in TRAIN_K:
         task = _train_task(registry, k)
-        world = rules_world(task)
+        world = rule_world(task.catalog, f"task {task.name}")
         rng = random.Random(f"rules-corpus:{seed}:{k}")
         combinations = sample_combinations(
             [skill.name for skill in task.skills()], task.topics(), k=k, count=rows_per_k, seed=seed,

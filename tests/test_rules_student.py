@@ -8,8 +8,9 @@ from pathlib import Path
 
 from harness.core.registry import load_registry
 from harness.core.tinymodel import RULES_STUDENT, build_tokenizer
-from harness.rules_student import FAMILY, build_rules_student, rules_corpus, rules_world
+from harness.rules_student import FAMILY, build_rules_student, rules_corpus
 from harness.rules_teacher import write_text
+from judges.rules import rule_world
 
 
 def test_the_corpus_is_training_split_text_only() -> None:
@@ -22,7 +23,7 @@ def test_the_corpus_is_training_split_text_only() -> None:
 
 def test_a_rule_world_tokenizer_writes_teacher_text_in_fewer_tokens() -> None:
     task = load_registry().get(f"{FAMILY}-k3-train")
-    world = rules_world(task)
+    world = rule_world(task.catalog)
     rng = random.Random(0)
     texts = [write_text(world, c.skills, c.topic, rng) for c in task.combinations()[:30]]
     fitted = build_tokenizer(RULES_STUDENT.vocab_size, rules_corpus(rows_per_k=100))
