@@ -29,7 +29,6 @@ kappa, per rubric-item kind and per k. Not with ``per_run``, where raters are gr
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import math
@@ -41,7 +40,7 @@ from harness.core.errors import HarnessError
 from harness.core.models import RULES
 from harness.core.store import AnswerKey, Generation, Grade, RunStore
 from harness.scoring import GradedAnswer, ScoringProfile, answer_scores, check_filter_skills, score_store
-from judges.agreement import Rating, open_csv
+from judges.agreement import Rating, csv_rows
 from judges.agreement_report import AgreementReport, agreement_report
 from judges.labels import HUMAN, LabelRow, full_marks_outcomes, read_label_sheet, rubric_item_key, split_item_key
 from judges.rubric import Score, is_earned, item_count, item_kinds
@@ -208,8 +207,8 @@ class SheetRow:
 def _sheet_rows(path: Path) -> list[SheetRow]:
     # Called after read_label_sheet has validated the sheet, so ids and k are well formed.
     rows = []
-    with open_csv(path, "label sheet") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
+    with csv_rows(path, "label sheet") as reader:
+        for number, row in enumerate(reader, start=2):
             id_ = (row.get("id") or "").strip()
             if id_:
                 rows.append(SheetRow(id_, number, int((row.get("k") or "").strip())))

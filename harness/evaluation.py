@@ -21,12 +21,13 @@ from typing import Any
 from harness.chat_template import chat_template_warning
 from harness.core.cache import ResponseCache
 from harness.core.client import ClientStats, ModelClient
-from harness.core.connect import connect, ensure_default_model, with_identity
+from harness.core.connect import check_credentials, connect, ensure_default_model, with_identity
 from harness.core.errors import HarnessError
 from harness.core.models import Model, resolve_model
 from harness.core.reference_prompts import import_reference_prompts
 from harness.core.registry import Registry, Task
-from harness.core.store import Generation, RunStore
+from harness.core.rundir import check_run_directory
+from harness.core.store import STORE_NAME, Generation, RunStore
 from harness.core.vllm import ServingOptions
 from harness.rules_teacher import write_generation
 from harness.runner import Conversation, Plan, Runner, Writer, model_writer, plan_work
@@ -58,6 +59,7 @@ class Evaluation:
     use_cache: bool = True
     request_seeds: bool | None = None  # None: on when this machine has a GPU (harness.core.connect.wants_seeds)
     accept_changes: bool = False  # go on with settings that differ from the run's recorded ones
+    force: bool = False  # run in a directory that holds other files than a run
 
     def __post_init__(self) -> None:
         names = [model.name for model in self.students] + [judge.name for judge in self.judges]
@@ -93,8 +95,17 @@ class Evaluation:
         }  # fmt: skip
 
     def open_store(self) -> RunStore:
-        """The run's store, with tasks, local model identities and settings recorded (or checked on resume)."""
-        store = RunStore(self.out)
+        """The run's store, locked for this process, with tasks, local model identities and settings
+        recorded (or checked on resume).
+
+        Everything that can be checked without a server is checked before anything is written, and
+        a store this call creates is removed again when a check fails, so a refused start leaves
+        nothing behind; a failure later, before any work, is undone by ``RunStore.abandon``.
+        """
+        check_run_directory(self.out, force=self.force)
+        if not (self.out / STORE_NAME).is_file():
+            check_credentials([*self.students, *(judge.model for judge in self.judges)])
+        store = RunStore(self.out, exclusive=True)
         try:
             if store.get_meta("created") is None:
                 store.set_meta("created", time.time())
@@ -107,7 +118,7 @@ class Evaluation:
             store.record_evaluation(self.settings(), accept_changes=self.accept_changes)
             store.add_session(sys.argv, versions())
         except BaseException:
-            store.close()
+            store.abandon()
             raise
         return store
 
@@ -145,9 +156,10 @@ class Evaluation:
         for model in students:
             if model.is_local and (warning := chat_template_warning(model.path, model.vllm_args)):
                 events.warning(warning)
-        cache = ResponseCache(self.cache_path) if self.use_cache else None
         models = [*students, *(judge.model for judge in judges)]
+        cache = None
         try:
+            cache = ResponseCache(self.cache_path) if self.use_cache else None
             # Model-free students and judges (rules) get no client: code answers for them.
             with connect(models, self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
                 for client in clients.values():

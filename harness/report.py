@@ -235,20 +235,27 @@ def report_run(
 ) -> list[TaskResult]:
     """Score the run from its store under ``profile`` (default: the default profile) and write
     results.json, report.md, report.png and report.html into ``run_dir``."""
-    return list(report_run_view(store, run_dir, profile, human=human).results)
+    view = scored_view(store, run_dir, profile, human=human)
+    write_run_reports(run_dir, view)
+    return list(view.results)
 
 
-def report_run_view(
+def scored_view(
     store: RunStore, run_dir: Path, profile: ScoringProfile | None = None, *, human: Path | None = None
 ) -> RunView:
-    """``report_run``, returning what report.html shows, so that several runs can share one page.
+    """The run scored under ``profile`` with everything its reports show; writes nothing, so that a
+    read-only run still reports and several runs can share one page.
 
     ``human``: a filled label sheet whose labels join the judges in the agreement section.
     """
     profile = profile or scoring_profile()
     results = score_store(store, profile)
     meta = run_meta(store, run_dir, profile)
-    view = run_view(store, run_dir, results, meta, profile=profile, human=human)
-    write_reports(run_dir, results, meta, view.agreement)
-    write_html(Path(run_dir) / HTML_NAME, [view])
-    return view
+    return run_view(store, run_dir, results, meta, profile=profile, human=human)
+
+
+def write_run_reports(target: Path, view: RunView) -> list[Path]:
+    """Write one scored run's results.json, report.md, report.png and report.html into ``target``."""
+    written = write_reports(target, view.results, view.meta, view.agreement)
+    written.append(write_html(Path(target) / HTML_NAME, [view]))
+    return written

@@ -65,7 +65,7 @@ def import_skillmix(source: Path, run_dir: Path) -> ImportSummary:
     reader = TreeReader(source)
     reader.read()
     configs = {name: draft.config(source) for name, draft in sorted(reader.tasks.items())}
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, exclusive=True)
     try:
         _check_configs(store, configs)
         for name, config in configs.items():

@@ -16,13 +16,13 @@ library warning, and the report shows "n/a" with a note saying why.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import krippendorff
 import numpy as np
@@ -192,19 +192,34 @@ def kappa_resamples(pairs: np.ndarray, n_resamples: int = 1000, seed: int = 0) -
 # ---------------------------------------------------------------- CSV input
 
 
-def open_csv(path: Path, what: str) -> TextIO:
-    """Open a user's CSV file for reading (a spreadsheet's byte-order mark is dropped)."""
+@contextlib.contextmanager
+def csv_rows(path: Path, what: str) -> Iterator[csv.DictReader]:
+    """A DictReader over a user's CSV file (a spreadsheet's byte-order mark is dropped).
+
+    A file that cannot be read, is not UTF-8 text or is not CSV is a HarnessError naming it,
+    wherever in the file the problem is.
+    """
+    reader: csv.DictReader | None = None
     try:
-        return path.open(newline="", encoding="utf-8-sig")
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            yield reader
     except OSError as error:
-        raise HarnessError(f"cannot read {what} {path}: {error.strerror}") from error
+        raise HarnessError(f"cannot read {what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise HarnessError(
+            f"{path}: the {what} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "save it as UTF-8 CSV (spreadsheets offer 'CSV UTF-8')"
+        ) from None
+    except csv.Error as error:
+        line = f" line {reader.line_num}" if reader is not None else ""
+        raise HarnessError(f"{path}{line}: the {what} is not valid CSV ({error})") from None
 
 
 def read_ratings_csv(path: str | Path) -> list[Rating]:
     """Read long-format ratings (columns item, criterion, rater, label; more columns are ignored)."""
     path = Path(path)
-    with open_csv(path, "ratings file") as handle:
-        reader = csv.DictReader(handle)
+    with csv_rows(path, "ratings file") as reader:
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise HarnessError(

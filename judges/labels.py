@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from judges.agreement import FULL_MARKS, Rating, open_csv
+from judges.agreement import FULL_MARKS, Rating, csv_rows
 from judges.rubric import item_count, item_kinds, rubric_items
 
 HUMAN = "human"
@@ -89,8 +89,12 @@ def write_label_sheet(
         raise ValueError("label rows must have distinct ids")
     width = max((item_count(row.k) for row in rows), default=0)
     item_columns = [f"item_{position}" for position in range(1, width + 1)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("w", newline="", encoding="utf-8")
+    except OSError as error:
+        raise HarnessError(f"cannot write the label sheet {path}: {error.strerror}; choose another path") from None
+    with handle:
         writer = csv.writer(handle)
         writer.writerow([*FIXED_COLUMNS, *item_columns, "comment"])
         for row in rows:
@@ -140,8 +144,7 @@ def read_label_sheet(
     ``known_ids`` lists the answer ids the sheet may name (None accepts any id).
     """
     path = Path(path)
-    with open_csv(path, "label sheet") as handle:
-        reader = csv.DictReader(handle)
+    with csv_rows(path, "label sheet") as reader:
         header = reader.fieldnames or []
         missing = [column for column in ("id", "k") if column not in header]
         if missing:

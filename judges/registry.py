@@ -169,6 +169,8 @@ def read_judge_file(path: Path) -> JudgeConfig:
         raise HarnessError(f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
     except OSError as error:
         raise HarnessError(f"cannot read judge file {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise HarnessError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: a judge file must be a mapping with at least 'model:'")
     unknown = sorted(str(key) for key in raw if key not in JUDGE_KEYS)

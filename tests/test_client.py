@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
+from raw_server import RawServer, completion
 from scripted_server import ScriptedServer, connected_model
 
-from harness.core.cache import ResponseCache
+from harness.core.cache import CachedReply, ResponseCache
 from harness.core.client import ModelClient, RetryPolicy, SamplingParams
 from harness.core.errors import HarnessError
 from harness.core.identity import fingerprint, local_model_identity
@@ -18,6 +20,7 @@ MESSAGES = [{"role": "user", "content": "Write one sentence about tides."}]
 
 
 FAST = RetryPolicy(max_retries=4, base_delay=0.05, max_delay=2.0, timeout=10)
+INSTANT = RetryPolicy(max_retries=4, base_delay=0.001, max_delay=0.01, timeout=10)
 
 
 def make_client(server_or_endpoints, cache: ResponseCache | None, identity: str = "scripted@1", **kwargs) -> ModelClient:
@@ -155,3 +158,83 @@ def test_fingerprint_samples_large_files(tmp_path: Path, monkeypatch: pytest.Mon
 def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a directory"):
         fingerprint(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_cache_is_an_error_naming_it_and_the_way_out(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    for index in range(300):
+        cache.put(f"key{index}", "scripted@1", CachedReply(text="a reply " * 60, finish_reason="stop"))
+    cache.close()
+    data = path.read_bytes()
+    path.write_bytes(b"not a cache at all " * 300 if damage == "garbage" else data[: len(data) // 3])
+    with pytest.raises(HarnessError, match=rf"{re.escape(str(path))} is damaged .*--no-cache"):
+        cache = ResponseCache(path)
+        for index in range(300):
+            cache.get(f"key{index}")
+
+
+# -- servers that answer with something that is not a chat completion --------------------------
+NOT_A_COMPLETION = {
+    "a JSON list": b"[1, 2]",
+    "a JSON string": b'"hello"',
+    "null": b"null",
+    "no choices": b'{"id": "c", "object": "chat.completion"}',
+    "empty choices": b'{"id": "c", "choices": []}',
+    "a choice that is a string": b'{"choices": ["hello"]}',
+    "a choice without a message": b'{"choices": [{"index": 0, "finish_reason": "stop"}]}',
+    "content that is not text": completion(content=5),
+    "a finish reason that is not text": completion(finish_reason=["stop"]),
+    "an error object": b'{"error": {"message": "model overloaded"}}',
+    "not JSON": b"<html><body>502 Bad Gateway</body></html>",
+    "bytes that are not UTF-8": b"\xff\xfe\x00\x81garbage",
+    "nothing": b"",
+    "deeply nested JSON": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("body", NOT_A_COMPLETION.values(), ids=NOT_A_COMPLETION.keys())
+def test_a_body_that_is_not_a_chat_completion_is_retried_then_a_clear_error(body: bytes) -> None:
+    with RawServer(lambda method, path, number: (200, body)) as server:
+        client = ModelClient(connected_model("judge", "raw@1", (server.endpoint,)), None, INSTANT)
+        with pytest.raises(HarnessError, match=r"answered 5 times with something that is not a chat completion") as error:
+            run(client.chat(MESSAGES, SamplingParams()))
+    assert server.base_url in str(error.value) and "OpenAI-compatible" in str(error.value)
+    assert len(server.requests) == 5 and client.stats.retries == 4
+
+
+def test_one_garbage_body_is_retried_and_the_reply_after_it_is_used() -> None:
+    with RawServer(lambda method, path, number: (200, b"<html>" if number == 1 else completion("fine"))) as server:
+        reply = run(make_client((server.endpoint,), None).chat(MESSAGES, SamplingParams()))
+    assert reply.text == "fine" and len(server.requests) == 2
+
+
+def test_a_missing_content_is_an_empty_reply() -> None:
+    with RawServer(lambda method, path, number: (200, completion(content=None, finish_reason=None))) as server:
+        reply = run(make_client((server.endpoint,), None).chat(MESSAGES, SamplingParams()))
+    assert (reply.text, reply.finish_reason) == ("", None)
+
+
+MODEL_LISTINGS = {
+    "a JSON list": (b"[1, 2]", "lists no model"),
+    "no data": (b'{"object": "list"}', "lists no model"),
+    "an empty list": (b'{"data": []}', "lists no model"),
+    "a model without id": (b'{"data": [{"object": "model"}]}', "without an 'id'"),
+    "an id that is not text": (b'{"data": [{"id": 7}]}', "without an 'id'"),
+    "not JSON": (b"<html>", "not JSON"),
+    "bytes that are not UTF-8": (b"\xff\xfe", "not JSON"),
+}
+
+
+@pytest.mark.parametrize("body, message", MODEL_LISTINGS.values(), ids=MODEL_LISTINGS.keys())
+def test_a_server_with_a_broken_model_list_is_a_clear_error(body: bytes, message: str) -> None:
+    from harness.core.connect import connect
+    from harness.core.models import resolve_model
+    from harness.core.vllm import ServingOptions
+
+    with RawServer(lambda method, path, number: (200, body)) as server:
+        model = resolve_model(server.base_url, "judge")
+        with pytest.raises(HarnessError, match=re.escape(message)):
+            with connect([model], ServingOptions()):
+                pass

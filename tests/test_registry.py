@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,20 @@ def test_unknown_task_suggests_close_names() -> None:
         fixture_registry().get("fixture-k3-heldot")
     message = str(error.value)
     assert "fixture-k3-heldout" in message and "harness tasks list" in message
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("skillmix-k9-train", "task family skillmix has k = 1..5 and splits train, heldout, all"),
+        ("skillmix-k0-heldout", "task family skillmix has k = 1..5"),
+        ("skillmix-k2-test", "task family skillmix has k = 1..5 and splits train, heldout, all"),
+        ("skillmix-small-k6-all", "task family skillmix-small has k = 1..5"),
+    ],
+)
+def test_an_unknown_k_or_split_of_a_known_family_says_which_there_are(name: str, expected: str) -> None:
+    with pytest.raises(HarnessError, match=re.escape(expected)):
+        load_registry().get(name)
 
 
 def test_skills_and_topics_replace_every_catalog() -> None:

@@ -140,11 +140,12 @@ def test_page_data_holds_every_answer_and_the_votes_the_metrics_use(run_dir: Pat
 
 
 def test_a_run_with_nothing_graded_yet_still_gets_a_page(tmp_path: Path) -> None:
-    from harness.report import report_run_view
+    from harness.report import scored_view, write_run_reports
 
     store = RunStore(tmp_path / "empty")
     try:
-        view = report_run_view(store, tmp_path / "empty")
+        view = scored_view(store, tmp_path / "empty")
+        write_run_reports(tmp_path / "empty", view)
     finally:
         store.close()
     page = (tmp_path / "empty" / HTML_NAME).read_text(encoding="utf-8")

@@ -267,3 +267,25 @@ def test_constrained_openai_judge_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="judge gpt-4o is on the OpenAI API, which takes no regex"):
         invoke("run", "skillmix-small-k2-all", "--judge", "openai:gpt-4o", "--constrained-judges",
                "--student", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "y"))  # fmt: skip
+
+
+def test_one_model_name_through_two_base_urls_never_shares_a_cache_entry(tmp_path: Path, cache: str, monkeypatch) -> None:
+    # Two OpenAI-compatible providers that both serve "gpt-4o": what one answered must never be
+    # replayed as the other's answer, even with the same key and the same response cache.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with (
+        ScriptedServer(responder=student) as first_provider,
+        ScriptedServer(responder=student) as second_provider,
+        ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j,
+    ):
+        monkeypatch.setenv("OPENAI_BASE_URL", first_provider.endpoint.base_url)
+        first = run_task(tmp_path / "first", cache, "openai:gpt-4o", j.endpoint.base_url)
+        assert first.exit_code == 0, first.output
+        monkeypatch.setenv("OPENAI_BASE_URL", second_provider.endpoint.base_url)
+        second = run_task(tmp_path / "second", cache, "openai:gpt-4o", j.endpoint.base_url)
+        assert second.exit_code == 0, second.output
+    assert len(first_provider.requests) == len(second_provider.requests) == 10  # 5 answers, 2 turns each
+    assert {body["model"] for _, body in second_provider.requests} == {"gpt-4o"}
+    assert "gpt-4o: 10 requests, 0 from cache" in second.output
+    identities = [RunStore(tmp_path / run, create=False).models("student")[0].identity for run in ("first", "second")]
+    assert identities == [f"openai:gpt-4o@{first_provider.endpoint.base_url}", f"openai:gpt-4o@{second_provider.endpoint.base_url}"]

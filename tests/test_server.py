@@ -55,25 +55,46 @@ def test_student_and_judge_answer_through_the_client(vllm_servers, tiny_models, 
     assert again.cached and again.text == replies["student"].text
 
 
+def descendants(pids: list[int]) -> list[int]:
+    """Every process below ``pids``, however deep (vLLM's API server starts an engine, which may start workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], list(pids)
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def test_api_key_is_required_and_never_on_a_command_line(vllm_servers) -> None:
     import urllib.error
     import urllib.request
 
     manager, endpoints = vllm_servers
-    with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(endpoints["student"].base_url + "/models", timeout=10)
-    assert error.value.code == 401
-    request = urllib.request.Request(
-        endpoints["student"].base_url + "/models", headers={"Authorization": f"Bearer {endpoints['student'].api_key}"}
-    )
-    assert urllib.request.urlopen(request, timeout=10).status == 200
+    for endpoint in endpoints.values():
+        for headers in ({}, {"Authorization": "Bearer not-the-key"}):
+            for path, body in (("/models", None), ("/chat/completions", b'{"model": "x", "messages": []}')):
+                request = urllib.request.Request(endpoint.base_url + path, data=body, headers=headers)
+                with pytest.raises(urllib.error.HTTPError) as error:
+                    urllib.request.urlopen(request, timeout=10)
+                assert error.value.code == 401, (endpoint.base_url, path, headers)
+        request = urllib.request.Request(endpoint.base_url + "/models", headers={"Authorization": f"Bearer {endpoint.api_key}"})
+        assert urllib.request.urlopen(request, timeout=10).status == 200
     # `ps` shows command lines to every local user; the key goes through the environment instead.
-    key = endpoints["student"].api_key.encode()
     pids = [process.popen.pid for process in manager.processes]
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))], capture_output=True, text=True)
-    for pid in pids + [int(p) for p in children.stdout.split()]:
+    every_process = pids + descendants(pids)
+    assert len(pids) == 2 and len(every_process) > 2  # the API servers and at least their engine processes
+    for pid in every_process:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            assert key not in cmdline.read()
+            command_line = cmdline.read()
+        for endpoint in endpoints.values():
+            assert endpoint.api_key.encode() not in command_line
 
 
 def test_port_in_use_is_a_clear_error(tiny_models, tmp_path: Path) -> None:

@@ -109,6 +109,8 @@ def _write_report(out: Path, report: AgreementReport, source: dict[str, Any]) ->
 @scoring_options
 @click.option(
     "--out",
+    "--out-dir",
+    "out",
     type=click.Path(path_type=Path, file_okay=False),
     help=f"Directory for {REPORT_JSON} and {REPORT_MARKDOWN} (default: RUN; with --from-csv, print only).",
 )
@@ -128,7 +130,7 @@ def agreement(run_dir, judge_list, human, per_run, from_csv, out, seed, resample
         report = agreement_report(read_ratings_csv(from_csv), raters=judges, seed=seed, n_resamples=resamples)
         source: dict[str, Any] = {"csv": str(from_csv), "raters": judges}
     else:
-        store = RunStore(run_dir, create=False)
+        store = RunStore(run_dir, read_only=True)
         try:
             report = run_agreement(
                 store, judges=judges, per_run=per_run, human=human, profile=profile,
@@ -145,10 +147,16 @@ def agreement(run_dir, judge_list, human, per_run, from_csv, out, seed, resample
             "scoring": profile.describe(),
         }
         click.echo(f"scoring: {profile.describe()}")
-        out = out or run_dir
     _echo_report(report)
-    if out is not None:
-        paths = _write_report(out, report, source)
+    if out is not None or run_dir is not None:
+        try:
+            paths = _write_report(out or run_dir, report, source)
+        except OSError as error:
+            if out is not None:
+                raise HarnessError(f"cannot write the agreement report into {out}: {error.strerror}") from None
+            click.secho(f"warning: cannot write the agreement report into {run_dir} ({error.strerror}); the tables "
+                        "above are the report, and --out DIR writes its files elsewhere", fg="yellow", err=True)  # fmt: skip
+            return
         click.echo(f"reports: {', '.join(str(path) for path in paths)}", err=True)
 
 
@@ -169,7 +177,7 @@ def labels() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing sheet (its labels are lost).")
 def export(run_dir: Path, n: int, seed: int, out: Path | None, overwrite: bool) -> None:
     """Write a CSV sheet of N answers sampled from RUN, with one empty column per rubric item."""
-    store = RunStore(run_dir, create=False)
+    store = RunStore(run_dir, read_only=True)
     try:
         answers = run_answers(store)
     finally:
@@ -194,7 +202,7 @@ def export(run_dir: Path, n: int, seed: int, out: Path | None, overwrite: bool) 
 @click.argument("sheet", type=click.Path(path_type=Path, dir_okay=False))
 def check(run_dir: Path, sheet: Path) -> None:
     """Validate a filled SHEET against RUN and count its labels."""
-    store = RunStore(run_dir, create=False)
+    store = RunStore(run_dir, read_only=True)
     try:
         answers = run_answers(store)
     finally:

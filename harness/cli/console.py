@@ -51,17 +51,25 @@ class ProgressBars(Events):
 def run_evaluation(evaluation: Evaluation) -> RunStore:
     """Open the run's store, do what it lacks with progress bars, and print per-model request counts.
 
-    Ctrl-C (or SIGTERM) stops the servers, keeps what finished and says how to resume.
+    Ctrl-C (or SIGTERM) stops the servers, keeps what finished and says how to resume. A run
+    that fails or is stopped before its first answer is stored leaves no store behind.
     """
     store = evaluation.open_store()
+    for warning in store.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"run directory: {evaluation.out}", err=True)
     try:
         with terminate_on_sigterm():
             stats = evaluation.run(store, ProgressBars())
     except KeyboardInterrupt:
-        store.close()
-        click.echo(f"interrupted; what finished is saved in {evaluation.out}. Run the same command again to resume.", err=True)
+        if store.abandon():
+            click.echo("interrupted before anything was stored", err=True)
+        else:
+            click.echo(f"interrupted; what finished is saved in {evaluation.out}. Run the same command again to resume.", err=True)
         raise SystemExit(130) from None
+    except BaseException:
+        store.abandon()
+        raise
     for name, counts in stats.items():
         click.echo(f"{name}: {counts.requests} requests, {counts.cache_hits} from cache, {counts.retries} retries", err=True)
     return store

@@ -40,5 +40,12 @@ def parse_grade(skills: str, topic: str, style: str | None) -> None:
     Values are the judge's own, before the sentence-count override and the
     explicit-name penalty.
     """
-    reply = click.get_text_stream("stdin").read()
+    data = click.get_binary_stream("stdin").read()
+    try:
+        reply = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise HarnessError(
+            f"stdin is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); convert the reply "
+            "first, e.g. iconv -f latin1 -t utf-8 reply.txt | harness parse-grade ..."
+        ) from None
     click.echo(json.dumps({"points": parse_grade_reply(reply, _split_skills(skills), topic, style)}))

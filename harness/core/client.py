@@ -5,14 +5,15 @@ the cache and one or more OpenAI-compatible endpoints (replicas). A call is answ
 from the SQLite cache when it can be; otherwise it goes to the least busy
 endpoint, through that endpoint's semaphore (the only concurrency limit in the
 project), with a timeout, and with retries on connection errors, timeouts,
-429 and 5xx, backing off exponentially with full jitter and honouring
-Retry-After.
+429 and 5xx, and on bodies that are not chat completions, backing off
+exponentially with full jitter and honouring Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,41 @@ def _retry_after(error: Exception) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(header)
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class MalformedReply(ValueError):
+    """A response body that is not a chat completion; retried like a server error, since proxies send those."""
+
+
+def read_completion(body: bytes) -> tuple[str, str | None]:
+    """The reply text and finish reason in a chat-completion response body.
+
+    A missing (null) content is an empty reply; anything that is not a chat completion
+    raises MalformedReply saying what it is.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise MalformedReply(f"not JSON: {_preview(body)}") from None
+    if not isinstance(data, dict):
+        raise MalformedReply(f"a JSON {type(data).__name__}: {_preview(body)}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        error = data.get("error")
+        raise MalformedReply(f"an error: {_preview(json.dumps(error).encode())}" if error else f"no choices: {_preview(body)}")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedReply(f"a choice without a message: {_preview(body)}")
+    content, finish_reason = message.get("content"), choice.get("finish_reason")
+    if not isinstance(content, str | None) or not isinstance(finish_reason, str | None):
+        raise MalformedReply(f"a content or finish_reason that is not text: {_preview(body)}")
+    return content or "", finish_reason
+
+
+def _preview(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", errors="replace")
+    return repr(text + ("..." if len(body) > limit else ""))
 
 
 @dataclass
@@ -160,13 +196,20 @@ class ModelClient:
             try:
                 async with state.semaphore:
                     self.stats.requests += 1
-                    completion = await state.client.chat.completions.create(
+                    # The raw body, read by read_completion: the SDK does not check what it parses, so a
+                    # list or a body without choices would come out as AttributeErrors and IndexErrors.
+                    response = await state.client.chat.completions.with_raw_response.create(
                         model=state.endpoint.model, messages=list(messages), extra_body=extra_body, **sampling.as_dict()
                     )
-                choice = completion.choices[0]
-                return choice.message.content or "", choice.finish_reason
-            except RETRYABLE as error:
+                return read_completion(response.http_response.content)
+            except (*RETRYABLE, MalformedReply) as error:
                 if attempt >= self.policy.max_retries:
+                    if isinstance(error, MalformedReply):
+                        raise HarnessError(
+                            f"the {self.model.role} model at {state.endpoint.base_url} answered {attempt + 1} times with "
+                            f"something that is not a chat completion (last: {error}); is it an OpenAI-compatible "
+                            "server, and does the URL end in /v1?"
+                        ) from None
                     raise HarnessError(
                         f"the {self.model.role} model at {state.endpoint.base_url} failed after "
                         f"{attempt + 1} attempts: {type(error).__name__}: {error}"

@@ -84,6 +84,13 @@ def _openai(model: Model) -> Model:
     return replace(model, identity=f"openai:{model.source[0]}@{base_url}", endpoints=(endpoint,))
 
 
+def check_credentials(models: Sequence[Model]) -> None:
+    """Raise the error ``connect`` would raise for a model whose API key is missing, without connecting."""
+    for model in models:
+        if model.kind == OPENAI:
+            _openai(model)
+
+
 def _served_model(base_url: str, api_key: str) -> tuple[str, str]:
     """Ask a running server which model it serves: (name for requests, identity)."""
     request = urllib.request.Request(base_url + "/models", headers={"Authorization": f"Bearer {api_key}"})

@@ -8,6 +8,7 @@ directory; ``tasks_dir`` adds the YAML files of another directory.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,27 @@ class Registry:
         if name in self._tasks:
             return self._tasks[name]
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise HarnessError(f"unknown task {name!r}{hint or '.'} Run `harness tasks list` to see all tasks.")
+        family, k_exists = self._family_of(name) or (None, False)
+        if close and (family is None or k_exists):  # near names of another k would mislead
+            message = f"unknown task {name!r}; did you mean {', '.join(close)}?"
+            message += f" The {family}." if family else ""
+        else:
+            message = f"unknown task {name!r}" + (f": the {family}." if family else ".")
+        raise HarnessError(f"{message} Run `harness tasks list` to see all tasks.")
+
+    def _family_of(self, name: str) -> tuple[str, bool] | None:
+        """For a name shaped FAMILY-kK-SPLIT of a known family: the k values and splits it does have,
+        and whether K is one of them."""
+        match = re.fullmatch(r"(?P<family>.+)-k(?P<k>\d+)-[^-]+", name)
+        tasks = [task for task in self if match and task.family == match["family"]]
+        if not tasks:
+            return None
+        ks = sorted({task.k for task in tasks})
+        splits = list(dict.fromkeys(task.split for task in tasks))
+        span = f"{ks[0]}..{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 2 else ", ".join(map(str, ks))
+        first, last = f"{tasks[0].family}-k{ks[0]}-{splits[0]}", f"{tasks[0].family}-k{ks[-1]}-{splits[-1]}"
+        text = f"task family {tasks[0].family} has k = {span} and splits {', '.join(splits)} ({first} ... {last})"
+        return text, int(match["k"]) in ks
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks

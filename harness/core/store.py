@@ -16,18 +16,19 @@ with its command line and package versions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, database_error
 from harness.core.models import Model
+from harness.core.rundir import STORE_NAME, RunLock, check_not_a_file, make_dirs
 
-STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = 3
 
 SCHEMA = """
@@ -137,52 +138,189 @@ def _changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = 
     return changed
 
 
+_DAMAGED_FIX = (
+    "Restore it from a copy, or run into a new --out directory (with the response cache on, replies already "
+    "fetched are not asked again)"
+)
+
+
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """Open a store without writing to it or to its directory.
+
+    A WAL database opened read-only still needs its -shm file, which SQLite cannot create in
+    a read-only directory; a store closed cleanly has no WAL content, so it is then opened as
+    immutable. One with rows still in its -wal file (a run killed hard) cannot be read that
+    way without losing them, and is refused.
+    """
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise HarnessError(
+            f"{path} has rows not yet written back from {wal.name} (the run was stopped hard), and reading them needs "
+            "a writable directory; copy the run directory somewhere writable and use the copy"
+        )
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
 class RunStore:
-    """Read and write one run's SQLite store."""
+    """Read and write one run's SQLite store.
 
-    def __init__(self, run_dir: Path, *, create: bool = True):
+    ``create`` makes a new store when there is none; ``read_only`` opens an existing one
+    without writing anything, even in a read-only directory; ``exclusive`` takes the run's
+    lock (harness.core.rundir), so that one process at a time writes it. Every SQLite
+    failure comes out as a HarnessError naming the file.
+    """
+
+    def __init__(self, run_dir: Path, *, create: bool = True, read_only: bool = False, exclusive: bool = False):
         self.run_dir = Path(run_dir)
-        path = self.run_dir / STORE_NAME
-        if not create and not path.is_file():
+        self.read_only = read_only
+        self.created = False  # True when this process made the store (see abandon)
+        self.warnings: list[str] = []
+        self._made: list[Path] = []
+        self._db: sqlite3.Connection | None = None
+        self._lock = RunLock(self.run_dir) if exclusive else None
+        path = self.path
+        if (read_only or not create) and not path.is_file():
+            check_not_a_file(self.run_dir)
             raise HarnessError(f"{self.run_dir} is not a run directory (no {STORE_NAME}); pass the --out of a `harness run`")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        version = self._schema_version()
-        if version is not None and version > SCHEMA_VERSION:
-            raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
-        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-            for statement in _UPGRADES.get(step, []):
-                self._db.execute(statement)
-        self._db.executescript(SCHEMA)
-        if version != SCHEMA_VERSION:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        try:
+            if not read_only:
+                self._made = make_dirs(self.run_dir)
+            if self._lock is not None:
+                self._lock.acquire()
+                if self._lock.unsupported:
+                    self.warnings.append(self._lock.unsupported)
+            self.created = not path.exists()
+            with self._guard():
+                self._db = self._connect(path) if read_only else self._connect_writable(path)
+        except BaseException:
+            self.abandon()
+            raise
 
-    def _schema_version(self) -> int | None:
-        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
-            return None
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return json.loads(row[0]) if row else None
+    def _connect_writable(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            version = _schema_version(db)
+            if version is not None and version > SCHEMA_VERSION:
+                raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in _UPGRADES.get(step, []):
+                    db.execute(statement)
+            db.executescript(SCHEMA)
+            if version != SCHEMA_VERSION:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        """A read-only connection; an older schema is first upgraded in place (which needs write access)."""
+        db = _read_only_connection(path)
+        version = _schema_version(db)
+        if version is None or version > SCHEMA_VERSION:
+            db.close()
+            raise HarnessError(
+                f"{path} is not a run store this harness can read "
+                + (f"(store schema {version}; this harness reads {SCHEMA_VERSION} or older)" if version else "(no meta table)")
+            )
+        if version < SCHEMA_VERSION:
+            db.close()
+            self._connect_writable(path).close()
+            db = _read_only_connection(path)
+        return db
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite failures into HarnessErrors naming the store (a broken key stays a bug)."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as error:
+            raise database_error(self.path, error, damaged_fix=_DAMAGED_FIX) from None
+
+    def _execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._guard():
+            return self._db.execute(sql, parameters)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._guard():
+            self._db.executemany(sql, rows)
+
+    def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> Iterator[tuple]:
+        """A query's rows, read lazily; a failure while reading is a HarnessError too."""
+        with self._guard():
+            cursor = self._db.execute(sql, parameters)
+            while batch := cursor.fetchmany(1000):
+                yield from batch
 
     @property
     def path(self) -> Path:
         return self.run_dir / STORE_NAME
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+
+    def abandon(self) -> bool:
+        """Close after a failure. A store this process created that holds no work is deleted,
+        with its lock file and the directories made for it while they are empty, so a start
+        that failed leaves nothing behind. Returns whether the store was deleted."""
+        empty = self.created
+        if self.created and self._db is not None:
+            try:
+                empty = not any(self.counts()[table] for table in ("generations", "grades"))
+            except HarnessError:
+                empty = False  # when in doubt, keep it
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if empty:
+            for name in (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.run_dir / name).unlink()
+        if self._lock is not None:
+            # Only the lock file of a store that goes is deleted: deleting one that others may have
+            # opened would let two processes each hold "the" lock, on two different files.
+            self._lock.release(remove=empty)
+        if empty or not self.created:
+            for directory in reversed(self._made):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break  # not empty (the server logs of a failed start stay to be read): keep it and its parents
+        return empty
 
     # -- metadata ---------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+        self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
     def record_task(self, name: str, config: Mapping[str, Any], combinations: list[tuple[int, list[str], str]]) -> None:
         """Record a task's resolved config and combinations; refuse a changed task on resume."""
         encoded = json.dumps(config, sort_keys=True)
-        row = self._db.execute("SELECT config FROM tasks WHERE name = ?", (name,)).fetchone()
+        row = self._execute("SELECT config FROM tasks WHERE name = ?", (name,)).fetchone()
         if row is not None:
             if row[0] != encoded:
                 changed = _changes(json.loads(row[0]), json.loads(encoded))
@@ -193,24 +331,24 @@ class RunStore:
                 )
             return
         with self.transaction():
-            self._db.execute("INSERT INTO tasks VALUES (?, ?)", (name, encoded))
-            self._db.executemany(
+            self._execute("INSERT INTO tasks VALUES (?, ?)", (name, encoded))
+            self._executemany(
                 "INSERT INTO combinations VALUES (?, ?, ?, ?)",
                 [(name, index, json.dumps(skills), topic) for index, skills, topic in combinations],
             )
 
     def task_configs(self) -> dict[str, dict[str, Any]]:
-        return {name: json.loads(config) for name, config in self._db.execute("SELECT name, config FROM tasks ORDER BY name")}
+        return {name: json.loads(config) for name, config in self._rows("SELECT name, config FROM tasks ORDER BY name")}
 
     def combinations(self, task: str) -> dict[int, tuple[list[str], str]]:
-        rows = self._db.execute("SELECT combination, skills, topic FROM combinations WHERE task = ? ORDER BY combination", (task,))
+        rows = self._rows("SELECT combination, skills, topic FROM combinations WHERE task = ? ORDER BY combination", (task,))
         return {index: (json.loads(skills), topic) for index, skills, topic in rows}
 
     def record_model(self, model: Model) -> None:
         """Record a model; refuse one whose files changed since the run started under the same name."""
         if model.identity is None:
             raise ValueError(f"model {model.name} has no identity yet")
-        row = self._db.execute("SELECT role, identity FROM models WHERE name = ?", (model.name,)).fetchone()
+        row = self._execute("SELECT role, identity FROM models WHERE name = ?", (model.name,)).fetchone()
         if row is not None:
             if row[1] != model.identity:
                 raise HarnessError(
@@ -218,14 +356,14 @@ class RunStore:
                     "(its files or its server changed); use a new --out directory, or give the new model another name"
                 )
             return
-        self._db.execute(
+        self._execute(
             "INSERT INTO models (name, role, identity, reference, kind) VALUES (?, ?, ?, ?, ?)",
             (model.name, model.role, model.identity, model.reference, model.kind),
         )
 
     def models(self, role: str | None = None) -> list[Model]:
         """The recorded models (not connected: no endpoints), in the order they were recorded."""
-        rows = self._db.execute("SELECT name, role, identity, reference, kind FROM models ORDER BY rowid")
+        rows = self._rows("SELECT name, role, identity, reference, kind FROM models ORDER BY rowid")
         models = [
             Model(name=name, role=model_role, kind=kind or "unknown", source=(reference,), reference=reference,
                   identity=identity)
@@ -264,14 +402,14 @@ class RunStore:
 
     def add_session(self, command: list[str], versions: Mapping[str, str]) -> None:
         """Append one invocation: when, how and with which package versions it ran."""
-        self._db.execute(
+        self._execute(
             "INSERT INTO sessions (started, command, versions, settings) VALUES (?, ?, ?, ?)",
             (time.time(), json.dumps(command), json.dumps(dict(versions), sort_keys=True),
              json.dumps(self.get_meta("evaluation"), sort_keys=True)),
         )  # fmt: skip
 
     def sessions(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT started, command, versions, settings FROM sessions ORDER BY id")
+        rows = self._rows("SELECT started, command, versions, settings FROM sessions ORDER BY id")
         return [
             {"started": started, "command": json.loads(command), "versions": json.loads(versions),
              "settings": json.loads(settings)}
@@ -280,10 +418,10 @@ class RunStore:
 
     # -- work rows --------------------------------------------------------------
     def transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self)
 
     def add_generation(self, generation: Generation) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO generations (task, combination, student, generation_round, turn1_prompt, turn1_reply, "
             "turn2_prompt, turn2_reply, answer, answer_marked, finish_reason, created, sampling) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -296,7 +434,7 @@ class RunStore:
         )  # fmt: skip
 
     def add_grade(self, grade: Grade) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO grades (task, combination, student, generation_round, judge, grading_run, style, prompt, "
             "reply, attempts, points, usable, created, sampling, reference) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -310,7 +448,7 @@ class RunStore:
     def generations(self, task: str | None = None) -> Iterator[Generation]:
         query = "SELECT task, combination, student, generation_round, turn1_prompt, turn1_reply, turn2_prompt, " \
                 "turn2_reply, answer, answer_marked, finish_reason, sampling FROM generations"  # fmt: skip
-        rows = self._db.execute(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
+        rows = self._rows(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             yield Generation(AnswerKey(*row[:4]), *row[4:9], answer_marked=bool(row[9]), finish_reason=row[10],
                              sampling=_decode(row[11]))  # fmt: skip
@@ -318,7 +456,7 @@ class RunStore:
     def grades(self, task: str | None = None) -> Iterator[Grade]:
         query = "SELECT task, combination, student, generation_round, judge, grading_run, style, prompt, reply, " \
                 "attempts, points, usable, sampling, reference FROM grades"  # fmt: skip
-        rows = self._db.execute(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
+        rows = self._rows(query + (" WHERE task = ?" if task else "") + " ORDER BY rowid", (task,) if task else ())
         for row in rows:
             reference = _decode(row[13])
             yield Grade(AnswerKey(*row[:4]), *row[4:10], points=tuple(json.loads(row[10])), usable=bool(row[11]),
@@ -326,15 +464,15 @@ class RunStore:
                         reference=None if reference is None else ReferenceGrade.from_dict(reference))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
-        return {AnswerKey(*row) for row in self._db.execute("SELECT task, combination, student, generation_round FROM generations")}
+        return {AnswerKey(*row) for row in self._rows("SELECT task, combination, student, generation_round FROM generations")}
 
     def grade_keys(self) -> set[tuple[AnswerKey, str, int]]:
-        rows = self._db.execute("SELECT task, combination, student, generation_round, judge, grading_run FROM grades")
+        rows = self._rows("SELECT task, combination, student, generation_round, judge, grading_run FROM grades")
         return {(AnswerKey(*row[:4]), row[4], row[5]) for row in rows}
 
     def counts(self) -> dict[str, int]:
         return {
-            table: self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            table: self._execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in ("combinations", "generations", "grades")
         }
 
@@ -348,11 +486,11 @@ def _decode(text: str | None) -> dict[str, Any] | None:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
+    def __init__(self, store: RunStore):
+        self._store = store
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._store._execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        self._store._execute("ROLLBACK" if exc_type else "COMMIT")

@@ -112,6 +112,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HarnessError(f"{path}: file not found") from None
+    except UnicodeDecodeError as error:
+        raise HarnessError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
     except yaml.YAMLError as error:
         raise HarnessError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
