@@ -1,4 +1,4 @@
-"""bin/pipeline.sh on the embedded tiny models: training data, DeepSpeed fine-tuning, vLLM evaluation of the checkpoint."""
+"""bin/pipeline_open.sh on the embedded tiny models: training data, DeepSpeed fine-tuning, vLLM evaluation of the checkpoint."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_pipeline_trains_a_student_that_vllm_serves_and_the_harness_evaluates(tm
         "SKILLMIX_CACHE": str(tmp_path / "cache" / "responses.sqlite"),
     }
     finished = subprocess.run(
-        [str(REPO / "bin" / "pipeline.sh")], env=env, capture_output=True, text=True, timeout=1500
+        [str(REPO / "bin" / "pipeline_open.sh")], env=env, capture_output=True, text=True, timeout=1500
     )
     assert finished.returncode == 0, finished.stderr[-4000:]
 

@@ -90,3 +90,15 @@ def tiny(directory: Path, seed: int, size: str, overwrite: bool) -> None:
 
     build_tiny_model(directory, replace(SIZES[size], seed=seed), overwrite=overwrite)
     click.echo(f"wrote a {size} model (seed {seed}) to {directory}")
+
+
+@models.command("rules")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True)
+def rules(directory: Path, seed: int, overwrite: bool) -> None:
+    """Build the rule world's tiny student in DIRECTORY: random weights, a tokenizer trained on rule-world text."""
+    from harness.rules_student import build_rules_student
+
+    build_rules_student(directory, seed=seed, overwrite=overwrite)
+    click.echo(f"wrote the rule-world student (seed {seed}) to {directory}")
