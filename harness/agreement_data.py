@@ -333,7 +333,9 @@ def run_ratings(
     truth = None
     if per_run:
         if truth_judge(store, chosen) is not None:
-            notes.append("the truth table (judges against the rule judge) compares judges; it is not computed with --per-run")
+            notes.append(
+                "the truth table (judges against the rule judge) compares judges; it is not computed with --per-run"
+            )
     else:
         truth = truth_judge(store, raters)
     outcomes = full_marks_outcomes(ratings, {id_: answer.k for id_, answer in answers.items()})

@@ -108,7 +108,9 @@ def replay_requests(store: RunStore) -> list[ReplayRequest]:
         sampling = {key: value for key, value in grade.sampling.items() if key != "regex"}
         # Every ask of the grading run; asks before the last differed only in temperature and seed.
         for tokens in grade.output_tokens:
-            requests.append(ReplayRequest(grade.judge, ({"role": "user", "content": grade.prompt},), sampling, tokens, regex))
+            requests.append(
+                ReplayRequest(grade.judge, ({"role": "user", "content": grade.prompt},), sampling, tokens, regex)
+            )
     return requests
 
 
@@ -253,14 +255,18 @@ def _tokens(requests: Sequence[ReplayRequest]) -> int:
 
 
 def warm_up(
-    endpoints: Mapping[str, Sequence[Endpoint]], limits: Mapping[str, int], regexes: Mapping[str, Sequence[str]],
+    endpoints: Mapping[str, Sequence[Endpoint]],
+    limits: Mapping[str, int],
+    regexes: Mapping[str, Sequence[str]],
     requests_per_endpoint: int = 16,
 ) -> None:
     """Short requests to every endpoint, and one per reply regex a judge will be asked under, so that
     neither the harness nor the ceiling pays for a server's first requests or first compilation of a
     grammar (vLLM keeps compiled grammars)."""
     warm = [
-        ReplayRequest(model, ({"role": "user", "content": f"Warm-up {index}: say something."},), {"temperature": 0.7}, 16)
+        ReplayRequest(
+            model, ({"role": "user", "content": f"Warm-up {index}: say something."},), {"temperature": 0.7}, 16
+        )
         for model, replicas in endpoints.items()
         for index in range(requests_per_endpoint * len(replicas))
     ]

@@ -179,7 +179,10 @@ class Evaluation:
         return Runner(
             store,
             {model.name: _writer(model, clients) for model in students},
-            {judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts) for judge in judges},
+            {
+                judge.name: Grader(judge, clients.get(judge.name), max_attempts=self.max_grade_attempts)
+                for judge in judges
+            },
             on_generated=events.generated if events else lambda: None,
             on_graded=events.graded if events else lambda: None,
         )

@@ -88,7 +88,9 @@ def combination_scores(score: Score) -> CombinationScores:
     averaged over grading runs a point counts by the fraction of runs that earned it.
     """
     if not score.complete or any(not 0 <= value <= 1 for value in score.points):
-        raise ValueError(f"a round's score must be complete with values in [0, 1] (combine runs first), got {list(score.points)}")
+        raise ValueError(
+            f"a round's score must be complete with values in [0, 1] (combine runs first), got {list(score.points)}"
+        )
     k, skills, others = score.k, score.skills_total(), score.others_total()
     all_others = len(score.others)
     every_skill = skills >= k - _TOLERANCE
@@ -124,9 +126,7 @@ def score_combination(rounds: Sequence[Score | None]) -> CombinationResult | Non
     columns = {name: [getattr(s, name) for s in scored] for name in METRIC_NAMES}
     return CombinationResult(
         best=CombinationScores(**{name: max(values) for name, values in columns.items()}),
-        mean=CombinationScores(
-            **{name: sum(values) / len(values) for name, values in columns.items()}
-        ),
+        mean=CombinationScores(**{name: sum(values) / len(values) for name, values in columns.items()}),
         rounds_scored=len(scored),
         rounds_unscored=len(rounds) - len(scored),
     )

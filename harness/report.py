@@ -44,7 +44,9 @@ def result_rows(results: Sequence[TaskResult]) -> tuple[list[str], list[list[Any
     rows = []
     for result in sorted(results, key=_sort_key):
         metrics = result.metrics
-        unscored = f"{metrics.unscored}" + ("" if result.complete else f" (incomplete: {result.answers}/{result.expected_answers} answers)")
+        unscored = f"{metrics.unscored}" + (
+            "" if result.complete else f" (incomplete: {result.answers}/{result.expected_answers} answers)"
+        )
         rows.append(
             [result.task, result.k, result.split, result.student, result.judge, metrics.n,
              *[_value(getattr(metrics, key)) for key, _ in METRICS], unscored]
@@ -125,7 +127,9 @@ def truth_markdown(agreement: AgreementReport | None) -> list[str]:
     return lines
 
 
-def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None) -> str:
+def markdown_report(
+    results: Sequence[TaskResult], meta: dict[str, Any], agreement: AgreementReport | None = None
+) -> str:
     lines = ["# SKILL-MIX results", ""]
     lines += [f"- run directory: `{meta.get('run_dir')}`", f"- scoring: {meta.get('scoring_description')}"]
     for model in meta.get("models", []):
@@ -141,7 +145,11 @@ def markdown_report(results: Sequence[TaskResult], meta: dict[str, Any], agreeme
             [r.task, r.student, r.judge, *[_value(getattr(r.metrics, f"{key}_mean")) for key, _ in METRICS]]
             for r in sorted(results, key=_sort_key)
         ]
-        lines.append(tabulate(mean_rows, headers=["task", "student", "judge", *[label for _, label in METRICS]], tablefmt="github"))
+        lines.append(
+            tabulate(
+                mean_rows, headers=["task", "student", "judge", *[label for _, label in METRICS]], tablefmt="github"
+            )
+        )
         lines.append("")
         lines.append(
             "Full marks: all k+3 points. All skills: every skill point and at least 2 of the 3 others. "

@@ -168,7 +168,9 @@ def bootstrap(
     """
     if len(data) == 0:
         return (math.nan, math.nan)
-    estimates = np.array([statistic(data[index]) for index in resample_indices(len(data), n_resamples, seed)], dtype=float)
+    estimates = np.array(
+        [statistic(data[index]) for index in resample_indices(len(data), n_resamples, seed)], dtype=float
+    )
     return percentile_interval(estimates, confidence)
 
 

@@ -163,9 +163,7 @@ class AgreementReport:
                 tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
                 "",
             ]
-        parts.append(
-            f"CIs: percentile bootstrap over units, {self.n_resamples} resamples, seed {self.seed}."
-        )
+        parts.append(f"CIs: percentile bootstrap over units, {self.n_resamples} resamples, seed {self.seed}.")
         if self.notes:
             parts += ["", "## Notes", "", *(f"- {note}" for note in self.notes)]
         return "\n".join(parts) + "\n"
@@ -249,9 +247,7 @@ def _check_ratings(ratings: Sequence[Rating]) -> None:
         if r.label not in LABELS:
             raise HarnessError(f"rating {r} has label {r.label!r}; labels must be 0 or 1")
         if r.criterion == OVERALL:
-            raise HarnessError(
-                f"criterion name {OVERALL!r} is reserved for the pooled statistics; rename it"
-            )
+            raise HarnessError(f"criterion name {OVERALL!r} is reserved for the pooled statistics; rename it")
         key = (r.item, r.criterion, r.rater)
         if key in seen:
             raise HarnessError(f"rater {r.rater!r} labelled item {r.item!r} ({r.criterion}) twice")
@@ -281,22 +277,15 @@ def agreement_report(
     chosen = list(raters) if raters is not None else present
     unknown = [rater for rater in chosen if rater not in present]
     if unknown:
-        raise HarnessError(
-            f"no ratings from rater(s) {', '.join(unknown)}; raters present: {', '.join(present)}"
-        )
+        raise HarnessError(f"no ratings from rater(s) {', '.join(unknown)}; raters present: {', '.join(present)}")
     if len(chosen) < 2:
-        raise HarnessError(
-            f"agreement needs at least two raters; found: {', '.join(chosen) or 'none'}"
-        )
+        raise HarnessError(f"agreement needs at least two raters; found: {', '.join(chosen) or 'none'}")
     kept = [r for r in ratings if r.rater in chosen]
     criteria = {r.criterion for r in kept}
-    ordered = [kind for kind in RUBRIC_KINDS if kind in criteria] + sorted(
-        criteria - set(RUBRIC_KINDS)
-    )
+    ordered = [kind for kind in RUBRIC_KINDS if kind in criteria] + sorted(criteria - set(RUBRIC_KINDS))
     notes: list[str] = []
     groups = [
-        _group_agreement(c, [r for r in kept if r.criterion == c], chosen, seed, n_resamples, notes)
-        for c in ordered
+        _group_agreement(c, [r for r in kept if r.criterion == c], chosen, seed, n_resamples, notes) for c in ordered
     ]
     groups.append(_group_agreement(OVERALL, kept, chosen, seed, n_resamples, notes))
     if outcomes:
@@ -313,9 +302,7 @@ def agreement_report(
     ranks = rank_agreement(model_scores) if model_scores else []
     for rank in ranks:
         if math.isnan(rank.tau):
-            notes.append(
-                f"rank agreement {rank.rater_a} vs {rank.rater_b}: tau undefined over {rank.n_models} models"
-            )
+            notes.append(f"rank agreement {rank.rater_a} vs {rank.rater_b}: tau undefined over {rank.n_models} models")
     truth_rows: tuple[TruthRow, ...] = ()
     if truth is not None:
         if truth not in chosen:
@@ -324,5 +311,3 @@ def agreement_report(
             raise HarnessError("measuring raters against the truth needs each item's k (item_k)")
         truth_rows = truth_table(kept, truth, item_k, chosen)
     return AgreementReport(tuple(groups), tuple(ranks), tuple(notes), seed, n_resamples, truth, truth_rows)
-
-

@@ -80,7 +80,9 @@ def render_grading_prompt(task: Task, combination: Combination, answer: str, sty
     definitions = "\n".join(f"- {name}: {task.catalog.skill(name).definition}" for name in skills)
     rubric = rubric_lines(skills, combination.topic)
     # A prompt version made from the reference's own files (--prompts-from) uses its field names.
-    fields = reference_fields([task.catalog.skill(name) for name in skills], combination.topic, sentence_limit(len(skills)))
+    fields = reference_fields(
+        [task.catalog.skill(name) for name in skills], combination.topic, sentence_limit(len(skills))
+    )
     return render(
         task.prompt_dir,
         get_style(style).template,

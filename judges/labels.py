@@ -24,6 +24,8 @@ from judges.rubric import item_count, item_kinds, rubric_items
 HUMAN = "human"
 FIXED_COLUMNS = ("id", "task", "k", "topic", "skills", "answer", "rubric")
 ITEM_COLUMN = re.compile(r"item_(\d+)")
+
+
 def rubric_item_key(answer_id: str, position: int) -> str:
     """The ``Rating.item`` of one rubric item (1-based position) of one answer.
 
@@ -62,9 +64,7 @@ class LabelRow:
             )
 
     @classmethod
-    def for_answer(
-        cls, id: str, task: str, skills: Sequence[str], topic: str, answer: str
-    ) -> LabelRow:
+    def for_answer(cls, id: str, task: str, skills: Sequence[str], topic: str, answer: str) -> LabelRow:
         """A row whose rubric wording comes from ``judges.rubric.rubric_items``."""
         items = rubric_items(skills, topic)
         wording = tuple(item.criterion for item in items)
@@ -75,15 +75,11 @@ class LabelRow:
         return "; ".join(f"item_{position}: {text}" for position, text in enumerate(self.rubric, 1))
 
 
-def write_label_sheet(
-    path: str | Path, rows: Sequence[LabelRow], *, overwrite: bool = False
-) -> None:
+def write_label_sheet(path: str | Path, rows: Sequence[LabelRow], *, overwrite: bool = False) -> None:
     """Write a sheet with empty item cells; refuses to replace an existing sheet unless told to."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise HarnessError(
-            f"{path} already exists and may hold labels; choose another path or overwrite it"
-        )
+        raise HarnessError(f"{path} already exists and may hold labels; choose another path or overwrite it")
     ids = [row.id for row in rows]
     if len(set(ids)) != len(ids):
         raise ValueError("label rows must have distinct ids")
@@ -124,9 +120,7 @@ def _row_ratings(
     ratings = []
     for position, kind in enumerate(item_kinds(k), 1):
         if position not in item_columns:
-            raise HarnessError(
-                f"{where}: k={k} needs column item_{position}, which the sheet lacks"
-            )
+            raise HarnessError(f"{where}: k={k} needs column item_{position}, which the sheet lacks")
         value = (row.get(item_columns[position]) or "").strip()
         if value == "":
             continue
@@ -136,9 +130,7 @@ def _row_ratings(
     return ratings
 
 
-def read_label_sheet(
-    path: str | Path, known_ids: Collection[str] | None, *, rater: str = HUMAN
-) -> list[Rating]:
+def read_label_sheet(path: str | Path, known_ids: Collection[str] | None, *, rater: str = HUMAN) -> list[Rating]:
     """Ratings from a filled sheet; blank cells are missing labels.
 
     ``known_ids`` lists the answer ids the sheet may name (None accepts any id).
@@ -148,14 +140,8 @@ def read_label_sheet(
         header = reader.fieldnames or []
         missing = [column for column in ("id", "k") if column not in header]
         if missing:
-            raise HarnessError(
-                f"{path} row 1: missing column(s) {', '.join(missing)}; is this a label sheet?"
-            )
-        item_columns = {
-            int(match.group(1)): column
-            for column in header
-            if (match := ITEM_COLUMN.fullmatch(column))
-        }
+            raise HarnessError(f"{path} row 1: missing column(s) {', '.join(missing)}; is this a label sheet?")
+        item_columns = {int(match.group(1)): column for column in header if (match := ITEM_COLUMN.fullmatch(column))}
         ratings: list[Rating] = []
         seen: dict[str, int] = {}
         for number, row in enumerate(reader, start=2):

@@ -70,7 +70,9 @@ class Judge:
     def constrain(self) -> Judge:
         """Decode under the per-item rubric regex (vLLM structured outputs): vLLM judges only."""
         if self.model.kind == OPENAI:
-            raise HarnessError(f"judge {self.name} is on the OpenAI API, which takes no regex; it cannot be constrained")
+            raise HarnessError(
+                f"judge {self.name} is on the OpenAI API, which takes no regex; it cannot be constrained"
+            )
         return replace(self, constrained=True, style="items")
 
 

@@ -32,7 +32,9 @@ class Outcome:
     err: str
 
 
-def main(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, stdin: bytes = b"") -> Outcome:
+def main(
+    args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, stdin: bytes = b""
+) -> Outcome:
     """`harness ARGS` in this process, through the same ``main`` as the console script."""
     monkeypatch.setattr(sys, "argv", ["harness", *map(str, args)])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))

@@ -131,7 +131,12 @@ class ScriptedServer:
 
 
 def connected_model(
-    role: str, identity: str, endpoints: tuple[Endpoint, ...], *, max_concurrency: int | None = None, seeded: bool = True
+    role: str,
+    identity: str,
+    endpoints: tuple[Endpoint, ...],
+    *,
+    max_concurrency: int | None = None,
+    seeded: bool = True,
 ) -> Model:
     """A Model already connected to ``endpoints``, as harness.core.connect would yield it."""
     return Model(

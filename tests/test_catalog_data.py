@@ -80,20 +80,12 @@ def test_enough_skills_and_categories(skills: list[dict[str, str]]) -> None:
     per_category = Counter(row["category"] for row in skills)
     assert len(skills) >= MIN_SKILLS
     assert len(per_category) >= MIN_CATEGORIES
-    small = {
-        category: n for category, n in per_category.items() if n < MIN_PER_CATEGORY
-    }
+    small = {category: n for category, n in per_category.items() if n < MIN_PER_CATEGORY}
     assert not small, f"categories with fewer than {MIN_PER_CATEGORY} skills: {small}"
 
 
 def test_category_names_are_lower_snake_case(skills: list[dict[str, str]]) -> None:
-    bad = sorted(
-        {
-            row["category"]
-            for row in skills
-            if not re.fullmatch(r"[a-z]+(_[a-z]+)*", row["category"])
-        }
-    )
+    bad = sorted({row["category"] for row in skills if not re.fullmatch(r"[a-z]+(_[a-z]+)*", row["category"])})
     assert not bad
 
 
@@ -101,22 +93,16 @@ def test_no_field_is_empty(skills: list[dict[str, str]]) -> None:
     for line, row in enumerate(skills, start=2):
         for column in ("category", "skill", "definition", "example"):
             value = row[column]
-            assert value and value.strip() == value, (
-                f"skills.csv line {line}: {column} is empty or padded"
-            )
+            assert value and value.strip() == value, f"skills.csv line {line}: {column} is empty or padded"
 
 
 def test_skill_names_are_unique_and_lower_case(skills: list[dict[str, str]]) -> None:
     names = [row["skill"] for row in skills]
     assert all(name == name.lower() for name in names)
-    assert len(set(names)) == len(names), [
-        n for n, c in Counter(names).items() if c > 1
-    ]
+    assert len(set(names)) == len(names), [n for n, c in Counter(names).items() if c > 1]
     # The penalty compares base names, so two skills must not share one.
     bases = [base_name(name) for name in names]
-    assert len(set(bases)) == len(bases), [
-        n for n, c in Counter(bases).items() if c > 1
-    ]
+    assert len(set(bases)) == len(bases), [n for n, c in Counter(bases).items() if c > 1]
 
 
 def test_definitions_are_one_sentence_on_one_line(skills: list[dict[str, str]]) -> None:
@@ -135,20 +121,13 @@ def test_examples_are_one_line(skills: list[dict[str, str]]) -> None:
 
 
 def test_no_example_names_its_own_skill(skills: list[dict[str, str]]) -> None:
-    offenders = [
-        row["skill"]
-        for row in skills
-        if mentions(row["example"], base_name(row["skill"]))
-    ]
+    offenders = [row["skill"] for row in skills if mentions(row["example"], base_name(row["skill"]))]
     assert not offenders
 
 
 def test_no_example_names_its_skill_alias(skills: list[dict[str, str]]) -> None:
     offenders = [
-        (row["skill"], alias)
-        for row in skills
-        for alias in aliases(row["skill"])
-        if mentions(row["example"], alias)
+        (row["skill"], alias) for row in skills for alias in aliases(row["skill"]) if mentions(row["example"], alias)
     ]
     assert not offenders
 
@@ -167,18 +146,14 @@ def test_enough_unique_topics(topics: list[dict[str, str]]) -> None:
     assert len(names) >= MIN_TOPICS
     assert all(name and name.strip() == name for name in names)
     lowered = [name.lower() for name in names]
-    assert len(set(lowered)) == len(lowered), [
-        n for n, c in Counter(lowered).items() if c > 1
-    ]
+    assert len(set(lowered)) == len(lowered), [n for n, c in Counter(lowered).items() if c > 1]
 
 
 def test_topic_splits_are_valid(topics: list[dict[str, str]]) -> None:
     assert {row["split"] for row in topics} == {"train", "heldout"}
 
 
-def test_no_topic_is_a_skill(
-    topics: list[dict[str, str]], skills: list[dict[str, str]]
-) -> None:
+def test_no_topic_is_a_skill(topics: list[dict[str, str]], skills: list[dict[str, str]]) -> None:
     skill_names = {base_name(row["skill"]) for row in skills}
     skill_names |= {alias for row in skills for alias in aliases(row["skill"])}
     clashes = [row["topic"] for row in topics if row["topic"].lower() in skill_names]
@@ -196,9 +171,7 @@ def test_heldout_topic_share(topics: list[dict[str, str]]) -> None:
 def test_split_yaml_keys(split_config: dict[str, object]) -> None:
     assert set(split_config) == {"heldout_categories", "topic_split_seed"}
     assert isinstance(split_config["topic_split_seed"], int)
-    assert "#" in SPLIT_YAML.read_text(encoding="utf-8"), (
-        "split.yaml should say why in a comment"
-    )
+    assert "#" in SPLIT_YAML.read_text(encoding="utf-8"), "split.yaml should say why in a comment"
 
 
 def test_heldout_categories_exist_and_hold_a_third(
@@ -214,9 +187,7 @@ def test_heldout_categories_exist_and_hold_a_third(
     assert HELDOUT_SHARE[0] <= share <= HELDOUT_SHARE[1]
 
 
-def test_stored_topic_split_matches_the_script(
-    split_config: dict[str, object], topics: list[dict[str, str]]
-) -> None:
+def test_stored_topic_split_matches_the_script(split_config: dict[str, object], topics: list[dict[str, str]]) -> None:
     script = load_split_script()
     assert script.TOPIC_SPLIT_SEED == split_config["topic_split_seed"]
     stored = {row["topic"]: row["split"] for row in topics}

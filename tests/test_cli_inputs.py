@@ -16,7 +16,9 @@ REPLY = "1. Skill: metaphor\nFine.\nPoint earned: 1\nGrade: 1\n"
 
 
 def test_parse_grade_reads_a_reply_from_stdin(capsys, monkeypatch) -> None:
-    result = main(["parse-grade", "--skills", "metaphor", "--topic", "tides"], capsys, monkeypatch, stdin=REPLY.encode())
+    result = main(
+        ["parse-grade", "--skills", "metaphor", "--topic", "tides"], capsys, monkeypatch, stdin=REPLY.encode()
+    )
     assert result.code == 0, result.err
     assert json.loads(result.out)["points"][0] == 1
 
@@ -41,7 +43,9 @@ BAD_CSV = {
 
 
 @pytest.mark.parametrize("content", BAD_CSV.values(), ids=BAD_CSV.keys())
-def test_agreement_from_a_csv_that_is_not_utf8_text_is_an_error(tmp_path: Path, capsys, monkeypatch, content: bytes) -> None:
+def test_agreement_from_a_csv_that_is_not_utf8_text_is_an_error(
+    tmp_path: Path, capsys, monkeypatch, content: bytes
+) -> None:
     path = tmp_path / "ratings.csv"
     path.write_bytes(content)
     result = main(["agreement", "--from-csv", path], capsys, monkeypatch)

@@ -23,7 +23,9 @@ FAST = RetryPolicy(max_retries=4, base_delay=0.05, max_delay=2.0, timeout=10)
 INSTANT = RetryPolicy(max_retries=4, base_delay=0.001, max_delay=0.01, timeout=10)
 
 
-def make_client(server_or_endpoints, cache: ResponseCache | None, identity: str = "scripted@1", **kwargs) -> ModelClient:
+def make_client(
+    server_or_endpoints, cache: ResponseCache | None, identity: str = "scripted@1", **kwargs
+) -> ModelClient:
     endpoints = server_or_endpoints if isinstance(server_or_endpoints, tuple) else (server_or_endpoints.endpoint,)
     ref = connected_model("student", identity, endpoints, **kwargs)
     return ModelClient(ref, cache, FAST)
@@ -191,6 +193,8 @@ def test_a_managed_server_failure_names_its_log(tmp_path: Path) -> None:
     assert message.startswith(
         f"the judge model judge-under-test at http://127.0.0.1:9/v1 (server log: {log}) failed after 2 attempts"
     )
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_cache_is_an_error_naming_it_and_the_way_out(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "cache.sqlite"
@@ -229,7 +233,9 @@ NOT_A_COMPLETION = {
 def test_a_body_that_is_not_a_chat_completion_is_retried_then_a_clear_error(body: bytes) -> None:
     with RawServer(lambda method, path, number: (200, body)) as server:
         client = ModelClient(connected_model("judge", "raw@1", (server.endpoint,)), None, INSTANT)
-        with pytest.raises(HarnessError, match=r"answered 5 times with something that is not a chat completion") as error:
+        with pytest.raises(
+            HarnessError, match=r"answered 5 times with something that is not a chat completion"
+        ) as error:
             run(client.chat(MESSAGES, SamplingParams()))
     assert server.base_url in str(error.value) and "OpenAI-compatible" in str(error.value)
     assert len(server.requests) == 5 and client.stats.retries == 4

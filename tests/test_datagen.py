@@ -155,7 +155,9 @@ def test_generate_data_keeps_full_marks_and_exports_a_trainable_dataset(tmp_path
             assert provenance(out)["counts"][str(k)]["unscored"] == expected[k]["unscored"]
 
         # Under the reference's rules an unreadable reply is zeros: rejected, not unscored. No model call.
-        reference = generate(out, cache, t.endpoint.base_url, f"jud={j.endpoint.base_url}", extra=("--scoring", "reference"))
+        reference = generate(
+            out, cache, t.endpoint.base_url, f"jud={j.endpoint.base_url}", extra=("--scoring", "reference")
+        )
         assert reference.exit_code == 0, reference.output
         assert (len(t.requests), len(j.requests)) == calls and "scoring: reference" in reference.output
         assert provenance(out)["keep_rule"]["scoring"]["profile"] == "reference"
@@ -216,7 +218,9 @@ def test_answer_verdict_rules() -> None:
     assert answer_verdict([missing_one], 4) == REJECTED
     assert answer_verdict([missing_one], 3) == KEPT
     assert answer_verdict([None], 4) == UNSCORED
-    assert answer_verdict([Score.from_points([1, None, 1, 1])], 3) == UNSCORED  # a missing point is never read as 0 or 1
+    assert (
+        answer_verdict([Score.from_points([1, None, 1, 1])], 3) == UNSCORED
+    )  # a missing point is never read as 0 or 1
     assert answer_verdict([full, None], 4) == UNSCORED  # one judge could not score it
     assert answer_verdict([missing_one, None], 4) == REJECTED
     assert answer_verdict([full, missing_one], 4) == REJECTED

@@ -119,7 +119,9 @@ def test_reply_parsers_read_any_text(reply: str, skills: list[str], style: str |
 
 @FUZZ
 @given(data=st.data(), skills=skills_strategy, topic=st.sampled_from(TOPICS), style=st.sampled_from([None, *STYLES]))
-def test_reply_parsers_read_valid_looking_replies(data: st.DataObject, skills: list[str], topic: str, style: str | None) -> None:
+def test_reply_parsers_read_valid_looking_replies(
+    data: st.DataObject, skills: list[str], topic: str, style: str | None
+) -> None:
     reply = data.draw(valid_looking_reply(skills, topic))
     assert len(parse_grade(reply, skills, topic, style)) == len(skills) + 3
 
@@ -136,10 +138,13 @@ def test_a_reply_in_the_constrained_format_reads_back_exactly(skills: list[str],
     # The format vLLM judges are decoded under: any justification line, the points come back as written.
     lines = rubric_lines(skills, topic)
     points = data.draw(st.lists(st.sampled_from([0, 1]), min_size=len(lines), max_size=len(lines)))
-    reply = "".join(
-        f"{number}. {line}\n{justification}\nPoint earned: {point}\n"
-        for number, (line, point) in enumerate(zip(lines, points, strict=True), start=1)
-    ) + f"Grade: {sum(points)}"
+    reply = (
+        "".join(
+            f"{number}. {line}\n{justification}\nPoint earned: {point}\n"
+            for number, (line, point) in enumerate(zip(lines, points, strict=True), start=1)
+        )
+        + f"Grade: {sum(points)}"
+    )
     assert parse_grade(reply, skills, topic, "items") == points
 
 
@@ -177,7 +182,9 @@ def test_ratings_csv_reader_on_valid_looking_files(scratch: Path, rows: list[lis
     header=st.lists(st.sampled_from(["id", "k", "item_1", "item_2", "item_3", "item_4", "item_9", "comment", "x"]), max_size=7),
     random_bytes=st.booleans(),
 )  # fmt: skip
-def test_label_sheet_reader(scratch: Path, content: bytes, rows: list[list[str]], header: list[str], random_bytes: bool) -> None:
+def test_label_sheet_reader(
+    scratch: Path, content: bytes, rows: list[list[str]], header: list[str], random_bytes: bool
+) -> None:
     path = scratch / "labels.csv"
     path.write_bytes(content if random_bytes else csv_text([header, *rows]).encode())
     result_or_harness_error(lambda: read_label_sheet(path, None))
@@ -247,11 +254,17 @@ def test_judge_yaml_reader(scratch: Path, content: bytes, mapping: dict[str, Any
 @st.composite
 def completion_like(draw: st.DrawFn) -> bytes:
     """A chat-completion body whose parts may be missing or of the wrong type."""
-    message = draw(st.dictionaries(st.sampled_from(["role", "content"]), json_values | st.text(max_size=30), max_size=2))
+    message = draw(
+        st.dictionaries(st.sampled_from(["role", "content"]), json_values | st.text(max_size=30), max_size=2)
+    )
     choice = draw(st.dictionaries(st.sampled_from(["index", "message", "finish_reason"]),
                                   json_values | st.just(message) | st.sampled_from(["stop", "length"]), max_size=3))  # fmt: skip
     choices = draw(st.lists(st.just(choice) | json_values, max_size=2))
-    body = draw(st.dictionaries(st.sampled_from(["id", "object", "choices", "error"]), json_values | st.just(choices), max_size=4))
+    body = draw(
+        st.dictionaries(
+            st.sampled_from(["id", "object", "choices", "error"]), json_values | st.just(choices), max_size=4
+        )
+    )
     return json.dumps(body).encode()
 
 

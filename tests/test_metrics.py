@@ -27,6 +27,7 @@ def majority_vote(runs):
 def _rounds(rounds):
     return [S(points) for points in rounds]
 
+
 # ---------------------------------------------------------------- majority_vote
 
 

@@ -33,6 +33,7 @@ def _row(line: int | None) -> dict:
         missing_reference(GRADES_FILE)
     return _ROWS[line]
 
+
 # Skill points read by hand from each reply where the reference parser failed (fewer than k values or
 # none). Keyed by 0-based line number, with the topic as a guard against a reordered file. None: the
 # reply gives no value for that skill (truncated before it, or no grading at all).

@@ -37,7 +37,9 @@ def test_the_student_is_a_servable_chat_model(tmp_path: Path) -> None:
     directory = build_rules_student(tmp_path / "student")
     config = json.loads((directory / "config.json").read_text())
     assert config["head_dim"] >= 64  # vLLM's CPU attention rejects smaller heads
-    assert config["hidden_size"] == RULES_STUDENT.hidden_size and config["num_hidden_layers"] == RULES_STUDENT.num_layers
+    assert (
+        config["hidden_size"] == RULES_STUDENT.hidden_size and config["num_hidden_layers"] == RULES_STUDENT.num_layers
+    )
     assert config["vocab_size"] <= RULES_STUDENT.vocab_size + 4
     template = (directory / "chat_template.jinja").read_text()
     assert "<|im_start|>" in template

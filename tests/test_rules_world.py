@@ -244,7 +244,10 @@ class WrongJudge:
             points = [1] * k + [0, 0, 1]
         else:
             points = [0] + [1] * (k - 1) + [1, 1, 1]
-        lines = [f"{n}. {item}\nChecked.\nPoint earned: {p}" for n, (item, p) in enumerate(zip(items, points, strict=True), 1)]
+        lines = [
+            f"{n}. {item}\nChecked.\nPoint earned: {p}"
+            for n, (item, p) in enumerate(zip(items, points, strict=True), 1)
+        ]
         return "\n".join([*lines, f"Grade: {sum(points)}"])
 
 

@@ -89,7 +89,10 @@ def test_full_marks_when_the_judge_awards_every_point(tmp_path: Path, cache: str
 def test_one_missed_skill_gives_the_protocol_metrics(tmp_path: Path, cache: str) -> None:
     # Skill 1 of 2 missed, the other 3 points earned (the sentence point is recomputed: 1 sentence <= 1).
     # full marks: 0; all skills: 0 (a skill is missing); skill fraction: 1/2 (the 3 others are all earned).
-    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as j:
+    with (
+        ScriptedServer(responder=student) as s,
+        ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as j,
+    ):
         result = run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url)
     assert result.exit_code == 0, result.output
     metrics = results(tmp_path / "run")[0]["metrics"]
@@ -123,9 +126,16 @@ def test_finished_run_reruns_with_no_model_call_and_rescores_offline(tmp_path: P
 
     def naming_student(body: dict) -> str:
         skills = re.findall(r"^\d+\. Skill: (.+)$", body["messages"][0]["content"], flags=re.MULTILINE)
-        return f"Answer: The {skills[0].split(' (')[0]} was plain to see at the harbour.\nExplanation: -" if skills else named
+        return (
+            f"Answer: The {skills[0].split(' (')[0]} was plain to see at the harbour.\nExplanation: -"
+            if skills
+            else named
+        )
 
-    with ScriptedServer(responder=naming_student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+    with (
+        ScriptedServer(responder=naming_student) as s,
+        ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j,
+    ):
         first = run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url)
         assert first.exit_code == 0, first.output
         student_calls, judge_calls = len(s.requests), len(j.requests)
@@ -147,10 +157,16 @@ def test_adding_a_judge_grades_only_what_is_missing(tmp_path: Path, cache: str) 
         ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as first_judge,
         ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 1))) as second_judge,
     ):
-        assert run_task(tmp_path / "run", cache, s.endpoint.base_url, f"a={first_judge.endpoint.base_url}").exit_code == 0
+        assert (
+            run_task(tmp_path / "run", cache, s.endpoint.base_url, f"a={first_judge.endpoint.base_url}").exit_code == 0
+        )
         generated = len(s.requests)
         both = run_task(
-            tmp_path / "run", cache, s.endpoint.base_url, f"a={first_judge.endpoint.base_url}", f"b={second_judge.endpoint.base_url}"
+            tmp_path / "run",
+            cache,
+            s.endpoint.base_url,
+            f"a={first_judge.endpoint.base_url}",
+            f"b={second_judge.endpoint.base_url}",
         )
         assert both.exit_code == 0, both.output
         assert len(s.requests) == generated  # no answer regenerated
@@ -183,7 +199,9 @@ def test_a_resume_with_other_settings_is_refused_unless_accepted(tmp_path: Path,
             run_task(out, cache, s.endpoint.base_url, judge, extra=("--max-grade-attempts", "2"))
         with pytest.raises(HarnessError, match=r"judges\.jud\.constrained: false -> true"):
             run_task(out, cache, s.endpoint.base_url, judge, extra=("--constrained-judges",))
-        accepted = run_task(out, cache, s.endpoint.base_url, judge, extra=("--max-grade-attempts", "2", "--accept-changes"))
+        accepted = run_task(
+            out, cache, s.endpoint.base_url, judge, extra=("--max-grade-attempts", "2", "--accept-changes")
+        )
         assert accepted.exit_code == 0, accepted.output
     store = RunStore(out, create=False)
     sessions = store.sessions()
@@ -193,7 +211,9 @@ def test_a_resume_with_other_settings_is_refused_unless_accepted(tmp_path: Path,
     assert store.get_meta("evaluation")["judges"]["jud"]["style"] is None
 
 
-def test_every_generation_and_grade_stores_the_sampling_it_sent_and_the_tokens_it_got(tmp_path: Path, cache: str) -> None:
+def test_every_generation_and_grade_stores_the_sampling_it_sent_and_the_tokens_it_got(
+    tmp_path: Path, cache: str
+) -> None:
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
         assert run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
     store = RunStore(tmp_path / "run", create=False)
@@ -226,7 +246,10 @@ def test_a_grading_style_no_judge_offers_is_refused_before_any_call(tmp_path: Pa
 def test_report_compares_runs_side_by_side(tmp_path: Path, cache: str) -> None:
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
         assert run_task(tmp_path / "a", cache, s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
-    with ScriptedServer(responder=student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as j:
+    with (
+        ScriptedServer(responder=student) as s,
+        ScriptedServer(responder=judge_awarding(lambda i, item: int(i != 0))) as j,
+    ):
         assert run_task(tmp_path / "b", cache + "2", s.endpoint.base_url, j.endpoint.base_url).exit_code == 0
     compared = invoke("report", str(tmp_path / "a"), str(tmp_path / "b"))
     assert compared.exit_code == 0, compared.output
@@ -255,7 +278,9 @@ def test_constrained_judges_send_the_rubric_regex_and_their_replies_parse(tmp_pa
         return reply
 
     with ScriptedServer(responder=student) as s, ScriptedServer(responder=constrained_judge) as j:
-        result = run_task(tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url, extra=("--constrained-judges",))
+        result = run_task(
+            tmp_path / "run", cache, s.endpoint.base_url, j.endpoint.base_url, extra=("--constrained-judges",)
+        )
         assert result.exit_code == 0, result.output
         assert all("structured_outputs" not in body for _, body in s.requests)  # students are never constrained
     assert len(replies) == 5
@@ -350,7 +375,9 @@ def test_second_turns_go_before_waiting_first_turns_so_grading_starts_early(tmp_
     assert min(at for at, _ in j.requests) < last_first_turn  # the judge works while first turns remain
 
 
-def test_one_model_name_through_two_base_urls_never_shares_a_cache_entry(tmp_path: Path, cache: str, monkeypatch) -> None:
+def test_one_model_name_through_two_base_urls_never_shares_a_cache_entry(
+    tmp_path: Path, cache: str, monkeypatch
+) -> None:
     # Two OpenAI-compatible providers that both serve "gpt-4o": what one answered must never be
     # replayed as the other's answer, even with the same key and the same response cache.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -369,4 +396,7 @@ def test_one_model_name_through_two_base_urls_never_shares_a_cache_entry(tmp_pat
     assert {body["model"] for _, body in second_provider.requests} == {"gpt-4o"}
     assert "gpt-4o: 10 requests, 0 from cache" in second.output
     identities = [RunStore(tmp_path / run, create=False).models("student")[0].identity for run in ("first", "second")]
-    assert identities == [f"openai:gpt-4o@{first_provider.endpoint.base_url}", f"openai:gpt-4o@{second_provider.endpoint.base_url}"]
+    assert identities == [
+        f"openai:gpt-4o@{first_provider.endpoint.base_url}",
+        f"openai:gpt-4o@{second_provider.endpoint.base_url}",
+    ]

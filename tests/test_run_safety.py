@@ -94,7 +94,9 @@ def test_a_second_run_on_the_same_directory_stops_at_once_naming_the_first(tmp_p
             wait_for(lambda: len(student.requests) == 5)
             second = main(args, capsys, monkeypatch)
             assert second.code == 2, second.err
-            assert error_line(second.err).startswith(f"error: another harness process is writing {out} (pid {first.pid}")
+            assert error_line(second.err).startswith(
+                f"error: another harness process is writing {out} (pid {first.pid}"
+            )
             assert "running since" in second.err and f"run {TASK}" in second.err  # when, and the other's command
             assert len(student.requests) == 5 and not judge.requests  # the second one asked nothing
         finally:
@@ -104,7 +106,9 @@ def test_a_second_run_on_the_same_directory_stops_at_once_naming_the_first(tmp_p
     assert counts(out) == {"combinations": 5, "generations": 5, "grades": 5, "sessions": 1}
 
 
-def test_a_lock_left_by_a_process_killed_with_sigkill_does_not_block_a_resume(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_lock_left_by_a_process_killed_with_sigkill_does_not_block_a_resume(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from harness.core.store import RunStore; "
@@ -127,7 +131,9 @@ def test_a_lock_left_by_a_process_killed_with_sigkill_does_not_block_a_resume(tm
 
 def test_the_lock_is_per_directory_and_released_on_close(tmp_path: Path) -> None:
     first = RunStore(tmp_path / "a", exclusive=True)
-    with pytest.raises(HarnessError, match=rf"another harness process is writing {re.escape(str(tmp_path / 'a'))} \(pid {os.getpid()}"):
+    with pytest.raises(
+        HarnessError, match=rf"another harness process is writing {re.escape(str(tmp_path / 'a'))} \(pid {os.getpid()}"
+    ):
         RunStore(tmp_path / "a", exclusive=True)
     RunStore(tmp_path / "b", exclusive=True).close()  # another directory is free
     first.close()
@@ -172,7 +178,9 @@ def test_out_pointing_at_a_file_is_an_error(tmp_path: Path, capsys, monkeypatch)
     "failure",
     ["missing OpenAI key", "unreachable server", "missing model directory", "unknown judge"],
 )
-def test_a_run_that_fails_before_it_starts_leaves_nothing_behind(tmp_path: Path, capsys, monkeypatch, failure: str) -> None:
+def test_a_run_that_fails_before_it_starts_leaves_nothing_behind(
+    tmp_path: Path, capsys, monkeypatch, failure: str
+) -> None:
     out = tmp_path / "runs" / "new"
     student, judge = "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"
     if failure == "missing OpenAI key":
@@ -217,7 +225,9 @@ def copy_run(run: Path, to: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "zeroed pages"])
-def test_a_damaged_store_is_an_error_naming_it(finished_run: Path, tmp_path: Path, capsys, monkeypatch, damage: str) -> None:
+def test_a_damaged_store_is_an_error_naming_it(
+    finished_run: Path, tmp_path: Path, capsys, monkeypatch, damage: str
+) -> None:
     run = copy_run(finished_run, tmp_path / "run")
     data = (run / STORE_NAME).read_bytes()
     if damage == "garbage":
@@ -241,7 +251,9 @@ def make_read_only(directory: Path) -> None:
     directory.chmod(0o555)
 
 
-def test_a_read_only_run_reports_to_stdout_or_elsewhere(finished_run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_read_only_run_reports_to_stdout_or_elsewhere(
+    finished_run: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     run = copy_run(finished_run, tmp_path / "run")
     before = (run / STORE_NAME).read_bytes()
     make_read_only(run)
@@ -289,7 +301,9 @@ def test_a_read_only_store_with_rows_in_its_wal_is_read_or_refused_never_skipped
         copy.chmod(0o755)
 
 
-def test_a_run_with_a_damaged_cache_file_stops_with_an_error_and_keeps_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_run_with_a_damaged_cache_file_stops_with_an_error_and_keeps_the_run(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
     with ScriptedServer(responder=lambda body: ANSWER) as student, ScriptedServer(responder=full_marks_judge) as judge:
         assert main(run_args(out, cache, student, judge), capsys, monkeypatch).code == 0

@@ -41,7 +41,9 @@ def served_requests(endpoint) -> float:
     """vLLM's own count of finished requests, read from its Prometheus endpoint."""
     url = endpoint.base_url.removesuffix("/v1") + "/metrics"
     text = urllib.request.urlopen(url, timeout=10).read().decode()
-    return sum(float(m) for m in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, flags=re.MULTILINE))
+    return sum(
+        float(m) for m in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, flags=re.MULTILINE)
+    )
 
 
 def test_killed_run_resumes_to_exactly_the_expected_records(vllm_servers, tmp_path: Path) -> None:

@@ -84,7 +84,9 @@ def test_api_key_is_required_and_never_on_a_command_line(vllm_servers) -> None:
                 with pytest.raises(urllib.error.HTTPError) as error:
                     urllib.request.urlopen(request, timeout=10)
                 assert error.value.code == 401, (endpoint.base_url, path, headers)
-        request = urllib.request.Request(endpoint.base_url + "/models", headers={"Authorization": f"Bearer {endpoint.api_key}"})
+        request = urllib.request.Request(
+            endpoint.base_url + "/models", headers={"Authorization": f"Bearer {endpoint.api_key}"}
+        )
         assert urllib.request.urlopen(request, timeout=10).status == 200
     # `ps` shows command lines to every local user; the key goes through the environment instead.
     pids = [process.popen.pid for process in manager.processes]
@@ -120,7 +122,9 @@ def test_start_timeout_is_reported_and_nothing_is_left_running(tmp_path: Path) -
     from harness.core.tinymodel import TinyModelSpec, build_tiny_model
 
     model = build_tiny_model(tmp_path / "slow", TinyModelSpec(seed=9))  # a path no other server uses
-    manager = ServerManager([ServerSpec("student", model)], ServingOptions(device="cpu", log_dir=tmp_path, startup_timeout=3))
+    manager = ServerManager(
+        [ServerSpec("student", model)], ServingOptions(device="cpu", log_dir=tmp_path, startup_timeout=3)
+    )
     with pytest.raises(HarnessError, match="did not become healthy within 3 s"):
         with manager:
             pass

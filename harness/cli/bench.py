@@ -25,20 +25,53 @@ from judges.styles import get_style
 
 @click.command()
 @click.argument("task", default="skillmix-k2-train")
-@click.option("--combinations", type=click.IntRange(1), default=40, show_default=True,
-              help="Combinations of the task to run (x generation rounds x grading runs).")
-@click.option("--student", "students", multiple=True, metavar="[NAME=]MODEL",
-              help="A local model directory (served here) or server URL(s). Default: the embedded tiny student.")
-@click.option("--judge", "judges", multiple=True, metavar="[NAME=]MODEL",
-              help="A local model directory (served here) or server URL(s). Default: the embedded tiny judge.")
-@click.option("--constrained-judges", is_flag=True,
-              help="Decode the judges under the rubric regex (the embedded tiny judge always is).")
-@click.option("--sequential", "sequential_sample", type=click.IntRange(0), default=40, show_default=True,
-              help="Requests to time one at a time; the time is scaled to all requests. 0: time them all.")
-@click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
-              help="Measure (a), (b) and (c) this many times on the same servers; the ratios get a range.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Directory for the runs, the logs and bench.json (default: runs/bench-<time>).")
+@click.option(
+    "--combinations",
+    type=click.IntRange(1),
+    default=40,
+    show_default=True,
+    help="Combinations of the task to run (x generation rounds x grading runs).",
+)
+@click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="[NAME=]MODEL",
+    help="A local model directory (served here) or server URL(s). Default: the embedded tiny student.",
+)
+@click.option(
+    "--judge",
+    "judges",
+    multiple=True,
+    metavar="[NAME=]MODEL",
+    help="A local model directory (served here) or server URL(s). Default: the embedded tiny judge.",
+)
+@click.option(
+    "--constrained-judges",
+    is_flag=True,
+    help="Decode the judges under the rubric regex (the embedded tiny judge always is).",
+)
+@click.option(
+    "--sequential",
+    "sequential_sample",
+    type=click.IntRange(0),
+    default=40,
+    show_default=True,
+    help="Requests to time one at a time; the time is scaled to all requests. 0: time them all.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Measure (a), (b) and (c) this many times on the same servers; the ratios get a range.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory for the runs, the logs and bench.json (default: runs/bench-<time>).",
+)
 @serving_options
 def bench(task, combinations, students, judges, constrained_judges, sequential_sample, repeats, out, **options) -> None:
     """Measure `harness run TASK` against the ceiling of the same servers and a one-at-a-time loop.
@@ -119,8 +152,9 @@ def _summary(result: BenchResult, out: Path) -> str:
         + ", ".join(f"{name} {limit}" for name, limit in result.limits.items())
         + f"; load average {result.load_average_1m_at_start:.1f} at start, "
         f"{result.repeats[-1].load_average_1m:.1f} at end ({os.cpu_count()} CPUs)",
-        tabulate(rows, headers=["repeat", "", "wall s", "requests", "requests/s", "output tokens/s"],
-                 disable_numparse=True),  # fmt: skip
+        tabulate(
+            rows, headers=["repeat", "", "wall s", "requests", "requests/s", "output tokens/s"], disable_numparse=True
+        ),  # fmt: skip
     ]
     lines.append("CPU time of the harness process: "
                  + ", ".join(f"{repeat.harness_cpu_s:.1f} s" for repeat in result.repeats))  # fmt: skip

@@ -69,11 +69,16 @@ def run_evaluation(evaluation: Evaluation) -> RunStore:
         if store.abandon():
             click.echo("interrupted before anything was stored", err=True)
         else:
-            click.echo(f"interrupted; what finished is saved in {evaluation.out}. Run the same command again to resume.", err=True)
+            click.echo(
+                f"interrupted; what finished is saved in {evaluation.out}. Run the same command again to resume.",
+                err=True,
+            )
         raise SystemExit(130) from None
     except BaseException:
         store.abandon()
         raise
     for name, counts in stats.items():
-        click.echo(f"{name}: {counts.requests} requests, {counts.cache_hits} from cache, {counts.retries} retries", err=True)
+        click.echo(
+            f"{name}: {counts.requests} requests, {counts.cache_hits} from cache, {counts.retries} retries", err=True
+        )
     return store

@@ -46,7 +46,9 @@ ALLOW_HELP = (
     help="Combinations per k (default: the task's, 100); each gets the task's generation rounds of teacher answers.",
 )
 @click.option(
-    "--family", default=None, help="Task family; its -train tasks are used. Default: skillmix (skillmix-rules for --teacher rules)."
+    "--family",
+    default=None,
+    help="Task family; its -train tasks are used. Default: skillmix (skillmix-rules for --teacher rules).",
 )
 @click.option(
     "--min-points",

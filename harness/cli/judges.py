@@ -66,8 +66,13 @@ def list_judges(judges_dir: Path | None) -> None:
 )
 @click.option("--no-cache", is_flag=True, help="Ask the judge again instead of reusing cached replies.")
 @click.option("--constrained-judges", is_flag=True, help="Decode vLLM judges under the per-item reply regex.")
-@click.option("--max-grade-attempts", type=click.IntRange(1, 10), default=DEFAULT_MAX_ATTEMPTS, show_default=True,
-              help="Asks per grading run before an unparseable reply is recorded as unscored.")
+@click.option(
+    "--max-grade-attempts",
+    type=click.IntRange(1, 10),
+    default=DEFAULT_MAX_ATTEMPTS,
+    show_default=True,
+    help="Asks per grading run before an unparseable reply is recorded as unscored.",
+)
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @judges_dir_option
 @serving_options

@@ -163,8 +163,11 @@ def build_evaluation(tasks: list[Task], students: Sequence[str], out: Path, *, s
         tasks=tasks,
         students=resolve_students(students, student_role, extra["student"], max_concurrency),
         judges=resolve_judges(
-            options.pop("judges"), options.pop("judges_dir"), vllm_args=extra["judge"],
-            constrained=options.pop("constrained_judges"), max_concurrency=max_concurrency,
+            options.pop("judges"),
+            options.pop("judges_dir"),
+            vllm_args=extra["judge"],
+            constrained=options.pop("constrained_judges"),
+            max_concurrency=max_concurrency,
         ),  # fmt: skip
         out=out,
         serving=serving,

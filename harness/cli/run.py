@@ -24,11 +24,20 @@ from harness.report_html import HTML_NAME, distinct_names, write_html
 
 @click.command()
 @click.argument("task_names", nargs=-1, required=True, metavar="TASK...")
-@click.option("--student", "students", multiple=True, metavar="[NAME=]MODEL",
-              help="Student: local path, URL (comma-separate replicas) or openai:NAME. Repeat for several students. "
-                   "Default: the embedded tiny model.")
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<tasks>). Re-running resumes it.")
-@click.option("--combinations", type=click.IntRange(1), default=None, help="Override combinations per task (quick runs).")
+@click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="[NAME=]MODEL",
+    help="Student: local path, URL (comma-separate replicas) or openai:NAME. Repeat for several students. "
+    "Default: the embedded tiny model.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<tasks>). Re-running resumes it."
+)
+@click.option(
+    "--combinations", type=click.IntRange(1), default=None, help="Override combinations per task (quick runs)."
+)
 @catalog_options
 @evaluation_options
 @scoring_options
@@ -55,14 +64,26 @@ def run(task_names, students, out, combinations, tasks_dir, skills_file, topics_
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN...")
 @scoring_options
-@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Write the report files here instead of into RUN (with several runs, into OUT_DIR/<name of RUN>); "
-                   "for runs you cannot write to.")
-@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="Also write one HTML report of all the RUNs side by side to FILE.")
-@click.option("--human", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="SHEET",
-              help="A filled label sheet (`harness labels export`): its labels join the judges in report.html's "
-                   "agreement section. One RUN only.")
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the report files here instead of into RUN (with several runs, into OUT_DIR/<name of RUN>); "
+    "for runs you cannot write to.",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write one HTML report of all the RUNs side by side to FILE.",
+)
+@click.option(
+    "--human",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="SHEET",
+    help="A filled label sheet (`harness labels export`): its labels join the judges in report.html's "
+    "agreement section. One RUN only.",
+)
 def report(run_dirs, out_dir, html_file, human, **options) -> None:  # fmt: skip
     """Re-score finished runs from their stores and re-render their reports (no model call).
 

@@ -20,7 +20,9 @@ async def _ask(clients: dict[str, ModelClient], prompt: str) -> dict[str, str]:
     answers = {}
     try:
         for name, client in clients.items():
-            reply = await client.chat([{"role": "user", "content": prompt}], SamplingParams(max_tokens=32, temperature=0.0))
+            reply = await client.chat(
+                [{"role": "user", "content": prompt}], SamplingParams(max_tokens=32, temperature=0.0)
+            )
             answers[name] = reply.text
     finally:
         for client in clients.values():
@@ -34,12 +36,26 @@ def _joined(models: tuple[str, ...], urls: tuple[str, ...]) -> list[str]:
 
 
 @click.command()
-@click.option("--student", "students", multiple=True, metavar="[NAME=]MODEL",
-              help="Student model: local path, server URL(s) or openai:NAME (repeatable). Default: the tiny model.")
-@click.option("--judge", "judges", multiple=True, metavar="[NAME=]JUDGE",
-              help="Judge: a registered judge, local path, server URL(s) or openai:NAME (repeatable). Default: the tiny judge.")
-@click.option("--student-url", "student_urls", multiple=True, help="Attach to a running student server (repeat for replicas).")
-@click.option("--judge-url", "judge_urls", multiple=True, help="Attach to a running judge server (repeat for replicas).")
+@click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="[NAME=]MODEL",
+    help="Student model: local path, server URL(s) or openai:NAME (repeatable). Default: the tiny model.",
+)
+@click.option(
+    "--judge",
+    "judges",
+    multiple=True,
+    metavar="[NAME=]JUDGE",
+    help="Judge: a registered judge, local path, server URL(s) or openai:NAME (repeatable). Default: the tiny judge.",
+)
+@click.option(
+    "--student-url", "student_urls", multiple=True, help="Attach to a running student server (repeat for replicas)."
+)
+@click.option(
+    "--judge-url", "judge_urls", multiple=True, help="Attach to a running judge server (repeat for replicas)."
+)
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("logs"), show_default=True)
 @click.option("--ask", default=None, help="Send this prompt to every model, print the replies and exit.")
 @serving_options

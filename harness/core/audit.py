@@ -114,9 +114,7 @@ class HeldoutTerms:
             allowed=allowed,
             _skill_keys=frozenset(skills),
             _topic_keys=frozenset(topics),
-            _text_skills=tuple(
-                (name, first_word(key)) for key, name in sorted(skills.items()) if key not in exempt
-            ),
+            _text_skills=tuple((name, first_word(key)) for key, name in sorted(skills.items()) if key not in exempt),
             _text_topics=tuple(
                 (topic, first_word(key), phrase_pattern(key))
                 for key, topic in sorted(topics.items())

@@ -28,7 +28,9 @@ def default_cache_path() -> Path:
     return base / "skillmix-harness" / "responses.sqlite"
 
 
-def cache_key(identity: str, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, object], sample_index: int) -> str:
+def cache_key(
+    identity: str, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, object], sample_index: int
+) -> str:
     payload = json.dumps(
         {"identity": identity, "messages": list(messages), "sampling": dict(sampling), "sample_index": sample_index},
         sort_keys=True,
@@ -44,9 +46,7 @@ class CachedReply:
     finish_reason: str | None
 
 
-_DAMAGED_FIX = (
-    "Delete it (it only saves model calls: run stores keep every reply), or pass --no-cache, or --cache with another file"
-)
+_DAMAGED_FIX = "Delete it (it only saves model calls: run stores keep every reply), or pass --no-cache, or --cache with another file"
 
 
 class ResponseCache:
@@ -60,7 +60,9 @@ class ResponseCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise HarnessError(f"cannot create the directory of the response cache {self.path}: {error.strerror}") from None
+            raise HarnessError(
+                f"cannot create the directory of the response cache {self.path}: {error.strerror}"
+            ) from None
         with self._guard():
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

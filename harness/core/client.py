@@ -115,7 +115,9 @@ def read_completion_and_tokens(body: bytes) -> tuple[str, str | None, int | None
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         error = data.get("error")
-        raise MalformedReply(f"an error: {_preview(json.dumps(error).encode())}" if error else f"no choices: {_preview(body)}")
+        raise MalformedReply(
+            f"an error: {_preview(json.dumps(error).encode())}" if error else f"no choices: {_preview(body)}"
+        )
     choice = choices[0]
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
@@ -185,7 +187,11 @@ class ModelClient:
         return self._states
 
     def key(
-        self, messages: Sequence[Mapping[str, str]], sampling: SamplingParams, sample_index: int, regex: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        sampling: SamplingParams,
+        sample_index: int,
+        regex: str | None = None,
     ) -> str:
         parameters = sampling.as_dict() | ({"regex": regex} if regex else {})
         return cache_key(self.model.identity, messages, parameters, sample_index)

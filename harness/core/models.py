@@ -102,9 +102,13 @@ def is_url(text: str) -> bool:
 
 def check_model_dir(path: Path) -> None:
     if not path.exists():
-        raise HarnessError(f"model path {path} does not exist; pass a local model directory (see `harness models tiny`)")
+        raise HarnessError(
+            f"model path {path} does not exist; pass a local model directory (see `harness models tiny`)"
+        )
     if not (path / "config.json").is_file():
-        raise HarnessError(f"{path} holds no config.json; pass a Hugging Face model directory saved with save_pretrained")
+        raise HarnessError(
+            f"{path} holds no config.json; pass a Hugging Face model directory saved with save_pretrained"
+        )
 
 
 def _default_name(kind: str, source: tuple[str, ...]) -> str:

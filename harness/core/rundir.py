@@ -59,7 +59,9 @@ class LockHolder:
     def read(cls, text: str) -> LockHolder | None:
         try:
             fields = json.loads(text)
-            return cls(int(fields["pid"]), str(fields["host"]), tuple(map(str, fields["command"])), float(fields["since"]))
+            return cls(
+                int(fields["pid"]), str(fields["host"]), tuple(map(str, fields["command"])), float(fields["since"])
+            )
         except (ValueError, TypeError, KeyError):
             return None  # written half-way, or by something else: the message says less
 
@@ -163,7 +165,9 @@ def check_not_a_file(run_dir: Path) -> None:
     for path in (run_dir, *run_dir.parents):
         if path.exists() or path.is_symlink():
             if not path.is_dir():
-                raise HarnessError(f"{path} is a file; a run directory must be a directory (give --out a directory path)")
+                raise HarnessError(
+                    f"{path} is a file; a run directory must be a directory (give --out a directory path)"
+                )
             return
 
 

@@ -204,7 +204,9 @@ class RunStore:
         path = self.path
         if (read_only or not create) and not path.is_file():
             check_not_a_file(self.run_dir)
-            raise HarnessError(f"{self.run_dir} is not a run directory (no {STORE_NAME}); pass the --out of a `harness run`")
+            raise HarnessError(
+                f"{self.run_dir} is not a run directory (no {STORE_NAME}); pass the --out of a `harness run`"
+            )
         try:
             if not read_only:
                 self._made = make_dirs(self.run_dir)
@@ -229,7 +231,9 @@ class RunStore:
             db.execute("PRAGMA synchronous=NORMAL")
             version = _schema_version(db)
             if version is not None and version > SCHEMA_VERSION:
-                raise HarnessError(f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older")
+                raise HarnessError(
+                    f"{path} has store schema {version}; this harness reads schema {SCHEMA_VERSION} or older"
+                )
             for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in _UPGRADES.get(step, []):
                     db.execute(statement)
@@ -249,7 +253,11 @@ class RunStore:
             db.close()
             raise HarnessError(
                 f"{path} is not a run store this harness can read "
-                + (f"(store schema {version}; this harness reads {SCHEMA_VERSION} or older)" if version else "(no meta table)")
+                + (
+                    f"(store schema {version}; this harness reads {SCHEMA_VERSION} or older)"
+                    if version
+                    else "(no meta table)"
+                )
             )
         if version < SCHEMA_VERSION:
             db.close()
@@ -354,7 +362,9 @@ class RunStore:
         return {name: json.loads(config) for name, config in self._rows("SELECT name, config FROM tasks ORDER BY name")}
 
     def combinations(self, task: str) -> dict[int, tuple[list[str], str]]:
-        rows = self._rows("SELECT combination, skills, topic FROM combinations WHERE task = ? ORDER BY combination", (task,))
+        rows = self._rows(
+            "SELECT combination, skills, topic FROM combinations WHERE task = ? ORDER BY combination", (task,)
+        )
         return {index: (json.loads(skills), topic) for index, skills, topic in rows}
 
     def record_model(self, model: Model) -> None:
@@ -478,7 +488,10 @@ class RunStore:
                         reference=None if reference is None else ReferenceGrade.from_dict(reference))  # fmt: skip
 
     def generation_keys(self) -> set[AnswerKey]:
-        return {AnswerKey(*row) for row in self._rows("SELECT task, combination, student, generation_round FROM generations")}
+        return {
+            AnswerKey(*row)
+            for row in self._rows("SELECT task, combination, student, generation_round FROM generations")
+        }
 
     def grade_keys(self) -> set[tuple[AnswerKey, str, int]]:
         rows = self._rows("SELECT task, combination, student, generation_round, judge, grading_run FROM grades")

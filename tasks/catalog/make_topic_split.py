@@ -38,9 +38,7 @@ def topic_key(seed: int, topic: str) -> str:
     return hashlib.sha256(f"{seed}:{topic}".encode()).hexdigest()
 
 
-def split_topics(
-    topics: Iterable[str], seed: int, fraction: float = HELDOUT_FRACTION
-) -> dict[str, str]:
+def split_topics(topics: Iterable[str], seed: int, fraction: float = HELDOUT_FRACTION) -> dict[str, str]:
     """Map each topic to "train" or "heldout", deterministically from the seed."""
     unique = sorted(set(topics))
     if not 0.0 < fraction < 1.0:
@@ -73,18 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=TOPICS_CSV)
     parser.add_argument("--seed", type=int, default=TOPIC_SPLIT_SEED)
-    parser.add_argument(
-        "--check", action="store_true", help="only compare, do not write"
-    )
+    parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args(argv)
 
     topics = read_topics(args.csv)
     splits = split_topics(topics, args.seed)
     if args.check:
         with args.csv.open(newline="", encoding="utf-8") as handle:
-            stored = {
-                row["topic"].strip(): row["split"] for row in csv.DictReader(handle)
-            }
+            stored = {row["topic"].strip(): row["split"] for row in csv.DictReader(handle)}
         if stored != splits:
             print(
                 f"{args.csv}: stored split differs from seed {args.seed}",
@@ -95,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     write_topics(args.csv, splits)
     n_heldout = sum(1 for split in splits.values() if split == "heldout")
-    print(
-        f"wrote {args.csv}: {len(splits)} topics, {n_heldout} heldout (seed {args.seed})"
-    )
+    print(f"wrote {args.csv}: {len(splits)} topics, {n_heldout} heldout (seed {args.seed})")
     return 0
 
 
