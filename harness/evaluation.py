@@ -212,28 +212,35 @@ class Evaluation:
             if model.name in plan.students_needed() and model.is_local:
                 if warning := chat_template_warning(model.path, model.vllm_args):
                     events.warning(warning)
-        with connect(self._needed_models(plan), self.serving, cache=cache, request_seeds=self.request_seeds) as clients:
-            for client in clients.values():
-                store.record_model(client.model)
-            runner = self._runner(store, plan, clients, events)
+        running = False  # False while serving starts: its errors need no word about resuming
+        try:
+            with connect(
+                self._needed_models(plan), self.serving, cache=cache, request_seeds=self.request_seeds
+            ) as clients:
+                for client in clients.values():
+                    store.record_model(client.model)
+                runner = self._runner(store, plan, clients, events)
 
-            async def go() -> None:
-                try:
-                    await runner.run(plan)
-                finally:
-                    for client in clients.values():
-                        await client.aclose()
+                async def go() -> None:
+                    try:
+                        await runner.run(plan)
+                    finally:
+                        for client in clients.values():
+                            await client.aclose()
 
-            try:
+                running = True
                 asyncio.run(go())
-            except HarnessError as error:
-                # Every finished answer and grading run is already in the store: say so, and how to go on.
-                counts = store.counts()
-                raise HarnessError(
-                    f"{error}\nThe run stopped; {counts['generations']} answers and {counts['grades']} grading runs "
-                    f"are saved in {self.out}. Run the same command again to resume."
-                ) from error
-            return {name: client.stats for name, client in clients.items()}
+                return {name: client.stats for name, client in clients.items()}
+        except HarnessError as error:
+            if not running:
+                raise
+            # Every finished answer and grading run is already in the store: say so, and how to go on.
+            # (Outside the connect block, so its word on a server that died stays on the error's line.)
+            counts = store.counts()
+            raise HarnessError(
+                f"{error}\nThe run stopped; {counts['generations']} answers and {counts['grades']} grading runs "
+                f"are saved in {self.out}. Run the same command again to resume."
+            ) from error
 
 
 def _writer(model: Model, clients: dict[str, ModelClient]) -> Writer:
