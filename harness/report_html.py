@@ -240,12 +240,21 @@ _PROFILE_RULES = {
 }
 
 
+def _profile_rules(scoring: dict[str, Any]) -> list[tuple[str, str]]:
+    """The profile's rules; with --grading-runs average, the runs are averaged whatever the profile."""
+    rules = list(_PROFILE_RULES.get(str(scoring.get("profile", "harness")), ()))
+    if scoring.get("grading_runs") == "average":
+        rules = [rule for rule in rules if rule[0] != "grading runs"]
+        rules.append(("grading runs", "per rubric item, the mean of the runs' points (--grading-runs average)"))
+    return rules
+
+
 def _profile(view: RunView) -> str:
     meta, settings = view.meta, view.meta.get("settings") or {}
     facts = [
         ("scoring profile", str(meta.get("scoring_description", "harness"))),
         ("explicit-name penalty", "on" if meta.get("name_penalty") else "off"),
-        *_PROFILE_RULES.get(str((meta.get("scoring") or {}).get("profile", "harness")), ()),
+        *_profile_rules(meta.get("scoring") or {}),
         ("combination score", "best generation round (mean over rounds in the second table)"),
         ("grading attempts", f"up to {settings.get('max_grade_attempts', '?')} per grading run, then unscored"),
     ]

@@ -284,3 +284,14 @@ def test_report_renders_in_chromium_and_its_filters_work(run_dir: Path, browser,
     page.screenshot(path=str(tmp_path / "report-html-screenshot.png"), full_page=True)
     assert (tmp_path / "report-html-screenshot.png").stat().st_size > 10_000
     assert problems == []
+
+
+def test_the_settings_state_how_grading_runs_were_combined() -> None:
+    from harness.report_html import _profile_rules
+
+    voted = dict(_profile_rules({"profile": "harness", "grading_runs": "vote"}))
+    averaged = dict(_profile_rules({"profile": "harness", "grading_runs": "average"}))
+    reference = dict(_profile_rules({"profile": "reference", "grading_runs": "vote"}))
+    assert "strict majority" in voted["grading runs"]
+    assert "mean of the runs" in averaged["grading runs"] and "majority" not in averaged["grading runs"]
+    assert "half to even" in reference["grading runs"]
