@@ -25,9 +25,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import accuracy_score, precision_score, recall_score
-
 from judges.agreement import OVERALL, Rating, cohen_kappa
 from judges.rubric import RUBRIC_KINDS
 
@@ -60,6 +57,10 @@ def _row(rater: str, criterion: str, k: int | str, pairs: Sequence[tuple[int, in
     said = [s for _, s in pairs]
     if not pairs:
         return TruthRow(rater, criterion, k, 0, 0, math.nan, math.nan, math.nan, math.nan)
+    # Imported here: scikit-learn takes seconds to import, and every `harness run` imports this module.
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import accuracy_score, precision_score, recall_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         precision = precision_score(truth, said, labels=[0, 1], pos_label=1, zero_division=math.nan)

@@ -77,3 +77,21 @@ def test_the_layering_check_catches_a_violation() -> None:
     assert layer("harness.core.store") == "core" and layer("harness.runner") == "orchestration"
     assert "judges" not in ALLOWED["core"] and "orchestration" not in ALLOWED["judges"]
     assert layer("harness.cli.run") == "cli" and layer("numpy") is None
+
+
+# Seconds to import each, on the 2-core development machine; `harness run` needs none of them to start.
+HEAVY = ("sklearn", "scipy", "pandas", "matplotlib", "torch", "transformers", "vllm", "deepspeed")
+
+
+def test_starting_a_run_imports_no_heavy_library() -> None:
+    """Every `harness run` pays its imports before its first request (scikit-learn alone took 2 of
+    its 3 s), so the statistics, plotting and model libraries are imported where they are used."""
+    import subprocess
+    import sys
+
+    probe = "import sys, harness.cli.run; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert "harness" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
