@@ -195,6 +195,34 @@ def test_a_managed_server_failure_names_its_log(tmp_path: Path) -> None:
     )
 
 
+def test_a_stopped_server_fails_the_call_at_once_and_a_stopped_replica_is_set_aside_for_good() -> None:
+    """A server the harness started whose process exited cannot come back: no backing off (7 attempts
+    at up to a minute each) before saying so."""
+    dead = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", model="x")
+    patient = RetryPolicy(max_retries=6, base_delay=30.0, max_delay=60.0, timeout=10)
+    client = ModelClient(connected_model("judge", "x@1", (dead,)), None, patient,
+                         server_stopped=lambda endpoint: endpoint == dead)  # fmt: skip
+    with pytest.raises(HarnessError, match=r"cannot be reached: its server is no longer running\.$"):
+        run(asyncio.wait_for(client.chat(MESSAGES, SamplingParams()), timeout=20))
+    assert client.stats.requests == 1 and client.stats.retries == 0
+    # With a live replica beside it, the stopped one gets no request after its first failure.
+    with ScriptedServer([]) as alive:
+        client = ModelClient(connected_model("judge", "x@1", (dead, alive.endpoint), max_concurrency=2), None,
+                             INSTANT, server_stopped=lambda endpoint: endpoint == dead)  # fmt: skip
+
+        async def many() -> int:
+            replies = await asyncio.gather(
+                *(client.chat([{"role": "user", "content": f"q{i}"}], SamplingParams()) for i in range(12))
+            )
+            await client.aclose()
+            return len(replies)
+
+        assert run(many()) == 12
+    # Each call that went to the stopped replica failed there once and was answered by the live one.
+    assert len(alive.requests) == 12 and client.stats.retries <= 6
+    assert client.stats.requests == 12 + client.stats.retries
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_cache_is_an_error_naming_it_and_the_way_out(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "cache.sqlite"

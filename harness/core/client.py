@@ -12,6 +12,9 @@ exponentially with full jitter and honouring Retry-After.
 An endpoint that refuses or drops a connection is set aside for a while
 (``DOWN_FOR``) as long as another one is up: a dead replica fails at once, so it
 always looks least busy and would otherwise draw every retry until none is left.
+An endpoint whose server is known to have stopped (``server_stopped``: one the
+harness started, whose process exited) is set aside for good, and a call fails
+at once when every endpoint is such: retrying could not bring it back.
 
 A cache-only client (``cache_only=True``) needs no server: it answers from the
 cache or raises ``CacheMiss``, so a run can take everything the cache holds
@@ -23,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import openai
@@ -155,7 +159,13 @@ class ModelClient:
     """Cached, rate-limited, retrying chat completions for one connected `Model`."""
 
     def __init__(
-        self, model: Model, cache: ResponseCache | None, policy: RetryPolicy | None = None, *, cache_only: bool = False
+        self,
+        model: Model,
+        cache: ResponseCache | None,
+        policy: RetryPolicy | None = None,
+        *,
+        cache_only: bool = False,
+        server_stopped: Callable[[Endpoint], bool] = lambda endpoint: False,
     ):
         if model.identity is None or not (model.endpoints or cache_only):
             raise HarnessError(f"the {model.role} model {model.name} is not connected (no endpoint or identity)")
@@ -165,6 +175,9 @@ class ModelClient:
         self.cache = cache
         self.cache_only = cache_only
         self.policy = policy or RetryPolicy()
+        # Whether the server behind an endpoint is known to have stopped (a server we started whose
+        # process exited): no retry can reach it, so a call fails at once instead of backing off.
+        self.server_stopped = server_stopped
         self.stats = ClientStats()
         self._states: list[_EndpointState] | None = None
 
@@ -266,6 +279,12 @@ class ModelClient:
             except (*RETRYABLE, MalformedReply) as error:
                 if isinstance(error, openai.APIConnectionError):  # timeouts too: APITimeoutError is one
                     state.down_until = time.monotonic() + DOWN_FOR
+                    if self.server_stopped(state.endpoint):
+                        state.down_until = math.inf
+                        if all(self.server_stopped(other.endpoint) for other in self._endpoint_states()):
+                            raise HarnessError(
+                                f"{self._where(state)} cannot be reached: its server is no longer running."
+                            ) from error
                 if attempt >= self.policy.max_retries:
                     if isinstance(error, MalformedReply):
                         raise HarnessError(

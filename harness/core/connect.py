@@ -196,7 +196,8 @@ def connect(
         clients: dict[str, ModelClient] = {}
         for model in models:
             ready = replace(connected[model.name], seeded=wants_seeds(model, request_seeds, serving.device))
-            clients[model.name] = ModelClient(ready, cache)
+            stopped = manager.has_stopped if manager is not None and model.kind == LOCAL else lambda endpoint: False
+            clients[model.name] = ModelClient(ready, cache, server_stopped=stopped)
         try:
             yield clients
         except HarnessError as error:

@@ -228,6 +228,11 @@ class ServerManager:
                 self._wait_healthy(process, deadline)
         return {process.spec.role: process.endpoint for process in self.processes}
 
+    def has_stopped(self, endpoint: Endpoint) -> bool:
+        """Whether the server we started behind ``endpoint`` is no longer running (False for any other endpoint)."""
+        return any(process.endpoint.base_url == endpoint.base_url and process.popen.poll() is not None
+                   for process in self.processes)  # fmt: skip
+
     def stopped(self) -> list[StoppedServer]:
         """The servers that have stopped on their own while they were meant to run."""
         stopped = []
