@@ -36,7 +36,7 @@ import openai
 
 from harness.core.errors import HarnessError
 from harness.core.models import Endpoint
-from harness.core.store import RunStore
+from harness.core.store import AnswerKey, RunStore
 from judges.styles import get_style
 
 
@@ -85,17 +85,35 @@ class Measurement:
         }
 
 
-def replay_requests(store: RunStore) -> list[ReplayRequest]:
-    """Every request a run sent, with the length of the reply it got, from its run store."""
-    requests: list[ReplayRequest] = []
+@dataclass(frozen=True)
+class ReplayConversation:
+    """One answer's requests in the order they wait for each other: the two student turns, then
+    its grading runs, each a chain of asks (an ask was repeated only after an unusable reply)."""
+
+    key: AnswerKey
+    turns: tuple[ReplayRequest, ...]
+    grading: tuple[tuple[ReplayRequest, ...], ...]
+
+    def requests(self) -> list[ReplayRequest]:
+        return [*self.turns, *(ask for chain in self.grading for ask in chain)]
+
+
+def replay_conversations(store: RunStore) -> list[ReplayConversation]:
+    """Every request a run sent, with the length of the reply it got, grouped by the answer it belongs to."""
+    turns: dict[AnswerKey, tuple[ReplayRequest, ...]] = {}
     for generation in store.generations():
         if generation.sampling is None or generation.output_tokens is None or None in generation.output_tokens:
             raise _no_counts(store)
         first = ({"role": "user", "content": generation.turn1_prompt},)
         second = (*first, {"role": "assistant", "content": generation.turn1_reply},
                   {"role": "user", "content": generation.turn2_prompt})  # fmt: skip
-        for messages, turn, tokens in zip((first, second), ("turn1", "turn2"), generation.output_tokens, strict=True):
-            requests.append(ReplayRequest(generation.key.student, messages, generation.sampling[turn], tokens))
+        turns[generation.key] = tuple(
+            ReplayRequest(generation.key.student, messages, generation.sampling[turn], tokens)
+            for messages, turn, tokens in zip(
+                (first, second), ("turn1", "turn2"), generation.output_tokens, strict=True
+            )
+        )
+    grading: dict[AnswerKey, list[tuple[str, int, tuple[ReplayRequest, ...]]]] = {key: [] for key in turns}
     combinations = {task: store.combinations(task) for task in store.task_configs()}
     for grade in store.grades():
         if grade.sampling is None or grade.output_tokens is None or None in grade.output_tokens:
@@ -107,11 +125,28 @@ def replay_requests(store: RunStore) -> list[ReplayRequest]:
             regex = style.reply_regex(skills, topic) if style.reply_regex else None
         sampling = {key: value for key, value in grade.sampling.items() if key != "regex"}
         # Every ask of the grading run; asks before the last differed only in temperature and seed.
-        for tokens in grade.output_tokens:
-            requests.append(
-                ReplayRequest(grade.judge, ({"role": "user", "content": grade.prompt},), sampling, tokens, regex)
-            )
-    return requests
+        asks = tuple(ReplayRequest(grade.judge, ({"role": "user", "content": grade.prompt},), sampling, tokens, regex)
+                     for tokens in grade.output_tokens)  # fmt: skip
+        grading.setdefault(grade.key, []).append((grade.judge, grade.grading_run, asks))
+    # In the order `harness run` plans its work (combination, student, round; judge, grading run), not
+    # the order the run stored it in: that order knows which answers came out short.
+    return [
+        ReplayConversation(
+            key, turns.get(key, ()), tuple(asks for *_, asks in sorted(grading[key], key=lambda g: g[:2]))
+        )
+        for key in sorted(grading)
+    ]
+
+
+def replay_requests(store: RunStore) -> list[ReplayRequest]:
+    """Every request a run sent, with the length of the reply it got, from its run store."""
+    return requests_of(replay_conversations(store))
+
+
+def requests_of(conversations: Sequence[ReplayConversation]) -> list[ReplayRequest]:
+    """The conversations' requests in one list: every student turn, then every grading ask."""
+    return [*(turn for replay in conversations for turn in replay.turns),
+            *(ask for replay in conversations for chain in replay.grading for ask in chain)]  # fmt: skip
 
 
 def _no_counts(store: RunStore) -> HarnessError:
@@ -179,6 +214,39 @@ def ceiling(
 
     wall, tokens = asyncio.run(go())
     return Measurement("ceiling", wall, len(requests), tokens)
+
+
+def dependent_ceiling(
+    conversations: Sequence[ReplayConversation], endpoints: Mapping[str, Sequence[Endpoint]], limits: Mapping[str, int]
+) -> Measurement:
+    """(d): the same requests, each sent the moment the reply it depends on is back: a conversation's
+    second turn after its first, its grading runs after the second turn, an ask after the ask before
+    it. Every conversation starts at once, under the same per-endpoint limits, first come first
+    served. No client that waits for replies can do the run faster with this policy; the gap
+    between this and (b) is what the answer-then-grade dependency costs."""
+
+    async def go() -> tuple[float, int]:
+        sender = _Sender(endpoints, limits)
+
+        async def chain(requests: Sequence[ReplayRequest]) -> int:
+            tokens = 0
+            for request in requests:
+                tokens += await sender.send(request)
+            return tokens
+
+        async def conversation(replay: ReplayConversation) -> int:
+            tokens = await chain(replay.turns)
+            return tokens + sum(await asyncio.gather(*(chain(asks) for asks in replay.grading)))
+
+        try:
+            start = time.perf_counter()
+            tokens = await asyncio.gather(*(conversation(replay) for replay in conversations))
+            return time.perf_counter() - start, sum(tokens)
+        finally:
+            await sender.aclose()
+
+    wall, tokens = asyncio.run(go())
+    return Measurement("dependent", wall, sum(len(replay.requests()) for replay in conversations), tokens)
 
 
 def sequential(
@@ -284,6 +352,7 @@ class Repeat:
 
     harness: Measurement
     ceiling: Measurement
+    dependent: Measurement
     sequential: Measurement
     load_average_1m: float  # the machine's load when the repeat ended: other work slows every figure
     harness_cpu_s: float  # CPU time of the `harness run` process
@@ -292,6 +361,16 @@ class Repeat:
     def harness_over_ceiling(self) -> float:
         """1.00: the harness does its requests as fast as the servers can."""
         return self.ceiling.wall_s / self.harness.wall_s
+
+    @property
+    def harness_over_dependent(self) -> float:
+        """1.00: the harness is as fast as a bare client that, like it, waits for the replies it needs."""
+        return self.dependent.wall_s / self.harness.wall_s
+
+    @property
+    def dependent_over_ceiling(self) -> float:
+        """What waiting for replies leaves of the ceiling, whoever sends the requests."""
+        return self.ceiling.wall_s / self.dependent.wall_s
 
     @property
     def sequential_over_harness(self) -> float:
@@ -305,6 +384,7 @@ class Repeat:
         return {
             "harness": self.harness.to_dict(),
             "ceiling": self.ceiling.to_dict(),
+            "dependent": self.dependent.to_dict(),
             "sequential": self.sequential.to_dict(),
             "harness_cpu_s": round(self.harness_cpu_s, 2),
             **{ratio: round(getattr(self, ratio), 4) for ratio in RATIOS},
@@ -312,7 +392,13 @@ class Repeat:
         }
 
 
-RATIOS = ("harness_over_ceiling", "sequential_over_harness", "sequential_over_ceiling")
+RATIOS = (
+    "harness_over_ceiling",
+    "harness_over_dependent",
+    "dependent_over_ceiling",
+    "sequential_over_harness",
+    "sequential_over_ceiling",
+)
 
 
 @dataclass(frozen=True)
@@ -389,15 +475,18 @@ def run_bench(
         command = command or run.command
         store = RunStore(run_dir, create=False)
         try:
-            requests = replay_requests(store)
+            conversations = replay_conversations(store)
         finally:
             store.close()
+        requests = requests_of(conversations)
         harness = Measurement("harness", run.wall_s, len(requests), _tokens(requests))
         on_step(f"{step}(b) ceiling: the {len(requests)} requests of that run, all at once")
         top = ceiling(requests, endpoints, limits)
+        on_step(f"{step}(d) the same requests, each sent when the reply it waits for is back")
+        dependent = dependent_ceiling(conversations, endpoints, limits)
         timed = len(requests) if sequential_sample is None else min(sequential_sample, len(requests))
         on_step(f"{step}(c) one at a time: {timed} of {len(requests)} requests")
         # Each repeat times another sample, so the range also shows how much the sample matters.
         one_by_one = sequential(requests, endpoints, sequential_sample, seed=index)
-        done.append(Repeat(harness, top, one_by_one, os.getloadavg()[0], run.cpu_s))
+        done.append(Repeat(harness, top, dependent, one_by_one, os.getloadavg()[0], run.cpu_s))
     return BenchResult(task, combinations, dict(limits), done, command, load_at_start)

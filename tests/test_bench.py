@@ -7,6 +7,7 @@ the whole command on real vLLM servers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +15,16 @@ from click.testing import CliRunner
 from scripted_server import ScriptedServer
 from test_run import ANSWER, judge_awarding
 
-from harness.bench import ceiling, replay_requests, sequential
+import harness.bench as bench_module
+from harness.bench import (
+    ReplayConversation,
+    ReplayRequest,
+    ceiling,
+    dependent_ceiling,
+    replay_conversations,
+    replay_requests,
+    sequential,
+)
 from harness.cli import cli
 from harness.core.store import RunStore
 
@@ -89,18 +99,64 @@ def test_bench_repeats_each_measurement_and_gives_every_ratio_a_median_and_range
         ], env={"VLLM_API_KEY": "k"}, catch_exceptions=False)  # fmt: skip
         assert result.exit_code == 0, result.output
         warm_up = 2 * 16  # short requests per endpoint before anything is timed
-        # per repeat: the run's 30 requests, the same 30 again, 3 of them one at a time
-        assert len(s.requests) + len(j.requests) == warm_up + 2 * (30 + 30 + 3)
+        # per repeat: the run's 30 requests, the same 30 all at once, again waiting for replies, 3 one at a time
+        assert len(s.requests) + len(j.requests) == warm_up + 2 * (30 + 30 + 30 + 3)
     figures = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert len(figures["repeats"]) == 2
     for index, repeat in enumerate(figures["repeats"], 1):
         assert (tmp_path / "bench" / f"run-{index}" / "run.sqlite").is_file()
-        assert [repeat[name]["requests"] for name in ("harness", "ceiling", "sequential")] == [30, 30, 30]
+        assert [repeat[name]["requests"] for name in ("harness", "ceiling", "dependent", "sequential")] == [30] * 4
         assert repeat["sequential"]["timed_requests"] == 3 and repeat["sequential"]["extrapolated"]
         assert 0 < repeat["harness_cpu_s"] < 600
-    for ratio in ("harness_over_ceiling", "sequential_over_harness", "sequential_over_ceiling"):
+    for ratio in bench_module.RATIOS:
         low, high = figures[f"{ratio}_range"]
         assert 0 < low <= figures[ratio] <= high, ratio
         assert sorted(repeat[ratio] for repeat in figures["repeats"]) == [low, high], ratio
     (line,) = [line for line in result.output.splitlines() if line.startswith("harness/ceiling = ")]
     assert line.endswith("over 2 repeats)")
+
+
+def test_the_waiting_ceiling_sends_each_request_only_after_the_reply_it_depends_on(tmp_path: Path, monkeypatch) -> None:
+    with ScriptedServer(responder=_student) as s, ScriptedServer(responder=judge_awarding(lambda i, item: 1)) as j:
+        _run(tmp_path / "run", s, j)
+        conversations = replay_conversations(RunStore(tmp_path / "run", create=False))
+    # 2 combinations x 3 rounds; each: two turns, then 3 grading runs of one ask
+    assert len(conversations) == 6
+    assert all(len(c.turns) == 2 and [len(chain) for chain in c.grading] == [1, 1, 1] for c in conversations)
+    assert sorted(map(repr, bench_module.requests_of(conversations))) == sorted(
+        map(repr, replay_requests(RunStore(tmp_path / "run", create=False)))
+    )
+    # A second ask (a retried grading run) waits for the first.
+    # in the order the run planned them, which knows nothing of how long the replies came out
+    assert [c.key for c in conversations] == sorted(c.key for c in conversations)
+    assert [c.key.combination for c in conversations] == [0, 0, 0, 1, 1, 1]
+    retried = ReplayConversation(conversations[0].key, conversations[0].turns, (conversations[0].grading[0] * 2,))
+    events: list[tuple[str, int]] = []
+    in_flight = [0, 0]
+
+    async def send(self, request: ReplayRequest) -> int:
+        events.append(("start", id(request)))
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+        events.append(("end", id(request)))
+        return request.output_tokens
+
+    monkeypatch.setattr(bench_module._Sender, "send", send)
+    chosen = [*conversations[1:], retried]
+    measured = dependent_ceiling(chosen, {"stu": (), "jud": ()}, {"stu": 64, "jud": 64})
+    assert measured.requests == sum(len(c.requests()) for c in chosen) == len(events) // 2
+    assert measured.output_tokens == sum(r.output_tokens for c in chosen for r in c.requests())
+    order = {event: index for index, event in enumerate(events)}
+    for conversation in chosen:
+        first, second = conversation.turns
+        assert order[("start", id(second))] > order[("end", id(first))]
+        for chain in conversation.grading:
+            assert order[("start", id(chain[0]))] > order[("end", id(second))]
+    # the retried run's two asks are the same object: it started twice, each time after the last ended
+    ask = retried.grading[0][0]
+    starts = [i for i, e in enumerate(events) if e == ("start", id(ask))]
+    ends = [i for i, e in enumerate(events) if e == ("end", id(ask))]
+    assert len(starts) == 2 and ends[0] < starts[1]
+    assert in_flight[1] >= len(chosen)  # every conversation started at once

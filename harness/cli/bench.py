@@ -64,7 +64,7 @@ from judges.styles import get_style
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Measure (a), (b) and (c) this many times on the same servers; the ratios get a range.",
+    help="Measure (a) to (d) this many times on the same servers; the ratios get a range.",
 )
 @click.option(
     "--out",
@@ -78,11 +78,13 @@ def bench(task, combinations, students, judges, constrained_judges, sequential_s
 
     Serves the models once (or attaches to URLs, key in VLLM_API_KEY), then: (a) times
     `harness run` with the cache off; (b) sends the very requests that run sent, with the
-    recorded reply lengths forced, all at once with the same per-endpoint limit; (c)
-    sends them one at a time. Prints wall time, requests/s and output tokens/s of each,
-    then harness/ceiling (1.00 is the ceiling) and sequential/harness. Timings on a shared
-    machine are noisy: --repeats N measures all three N times on the same servers and gives
-    each ratio's median and range.
+    recorded reply lengths forced, all at once with the same per-endpoint limit; (d) sends
+    them again, each only when the reply it depends on is back (second turns after first
+    turns, grading after answers); (c) sends them one at a time. Prints wall time,
+    requests/s and output tokens/s of each, then harness/ceiling (1.00 is the ceiling),
+    harness/waiting ceiling, waiting ceiling/ceiling and sequential/harness. Timings on a
+    shared machine are noisy: --repeats N measures them all N times on the same servers and
+    gives each ratio's median and range.
     """
     out = out or Path("runs") / time.strftime("bench-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
@@ -128,8 +130,9 @@ def _reply_regexes(judge: Judge, task: Task) -> list[str]:
 
 def _rows(repeat: Repeat, label: str) -> list[list[object]]:
     rows = []
-    for measurement, what in ((repeat.harness, "harness run"), (repeat.ceiling, "ceiling"),
-                              (repeat.sequential, "one at a time")):  # fmt: skip
+    for measurement, what in ((repeat.harness, "(a) harness run"), (repeat.ceiling, "(b) ceiling"),
+                              (repeat.sequential, "(c) one at a time"),
+                              (repeat.dependent, "(d) ceiling, waiting for replies")):  # fmt: skip
         wall = f"{measurement.wall_s:.1f}" + ("*" if measurement.extrapolated else "")
         rows.append([label, what, wall, measurement.requests, f"{measurement.requests_per_s:.2f}",
                      f"{measurement.tokens_per_s:.0f}"])  # fmt: skip
@@ -163,6 +166,8 @@ def _summary(result: BenchResult, out: Path) -> str:
                      "scaled to all")  # fmt: skip
     lines += [
         _ratio(result, "harness_over_ceiling", "harness/ceiling", 2),
+        _ratio(result, "harness_over_dependent", "harness/waiting ceiling", 2),
+        _ratio(result, "dependent_over_ceiling", "waiting ceiling/ceiling", 2),
         _ratio(result, "sequential_over_harness", "sequential/harness", 1),
         _ratio(result, "sequential_over_ceiling", "sequential/ceiling", 1),
         f"figures: {out / 'bench.json'}",
