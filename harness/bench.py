@@ -1,4 +1,4 @@
-"""What `harness bench` measures: the harness, the servers' ceiling and a one-at-a-time loop, on the same servers.
+"""What `harness bench` measures: the harness, the servers' ceilings and a one-at-a-time loop, on the same servers.
 
 - (a) *harness*: ``harness run`` as a user runs it (a subprocess, cache off) against
   running servers, planning, the run store and the reports included.
@@ -12,6 +12,14 @@
 - (c) *sequential*: the same requests one at a time, as the SKILL-MIX reference
   code sends them. That takes long, so a seeded random sample is timed and
   extrapolated to all requests when asked.
+- (d) *waiting ceiling*: the same requests from the same bare client, each sent
+  the moment the reply it depends on is back (a second turn after its first,
+  grading after the answer), first come first served. Any client that must wait
+  for replies, as a real run must, is bounded by (b); (d) shows how much of (b)
+  a plain one keeps, so (a)/(d) is the harness's own part of the gap.
+
+Replays go in the order a run plans its work, not the order the run stored it:
+that order would tell the replay which answers came out short.
 
 Nothing here prints; the command line (harness.cli.bench) does.
 """
