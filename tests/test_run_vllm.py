@@ -19,7 +19,7 @@ from conftest import SERVER_API_KEY
 
 pytestmark = pytest.mark.integration
 
-COMBINATIONS = 24  # x 3 generation rounds x 3 grading runs (skillmix defaults): 288 rows, 10 kills
+COMBINATIONS = 16  # x 3 generation rounds x 3 grading runs (skillmix defaults): 192 rows, 10 kills
 KILLS = 10  # SIGKILLs of the harness in one run, each followed by a resume
 
 
