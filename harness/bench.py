@@ -230,8 +230,9 @@ def dependent_ceiling(
     """(d): the same requests, each sent the moment the reply it depends on is back: a conversation's
     second turn after its first, its grading runs after the second turn, an ask after the ask before
     it. Every conversation starts at once, under the same per-endpoint limits, first come first
-    served. No client that waits for replies can do the run faster with this policy; the gap
-    between this and (b) is what the answer-then-grade dependency costs."""
+    served. It is one plain policy, not a bound: a client that orders its requests better can beat
+    it (the harness's priority slots do). Its gap to (b) is what waiting for replies costs that policy.
+    Reported as the "waiting ceiling"; ``dependent`` in bench.json."""
 
     async def go() -> tuple[float, int]:
         sender = _Sender(endpoints, limits)
