@@ -175,6 +175,10 @@ class ServerManager:
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(share * self.options.cpu_kv_cache_gib)))
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cores)
+            # vllm-cpu 0.32 with torch 2.13 cannot load the AOT-compiled model it saved ("'function' object
+            # has no attribute 'finalize_loading'"), so with AOT on every start compiles again: about 6 s
+            # more per start here. The plain torch.compile cache does load. The GPU path keeps vLLM's default.
+            env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         with open(log_path, "w") as log:
             popen = subprocess.Popen(
                 self._command(spec, port, share),
