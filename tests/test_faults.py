@@ -180,8 +180,15 @@ def student_replica(vllm_servers, tiny_models, tmp_path_factory):
         device="cpu", cpu_kv_cache_gib=1, log_dir=tmp_path_factory.mktemp("replica-logs"), api_key=SERVER_API_KEY
     )
     manager = ServerManager([ServerSpec(role="student-replica", model_path=tiny_models["student"])], options)
-    with manager as endpoints:
+    # A manager of one server binds it to every core, which the session's two servers already hold
+    # one each: its spinning threads then starve them. One thread on the judge's core instead.
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("VLLM_CPU_OMP_THREADS_BIND", str(max(os.sched_getaffinity(0))))
+            endpoints = manager.start()
         yield manager, endpoints["student-replica"]
+    finally:
+        manager.stop()
 
 
 def harness_env() -> dict[str, str]:
