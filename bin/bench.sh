@@ -2,7 +2,7 @@
 # Measure `harness run` against the ceiling of the same vLLM servers and a one-at-a-time loop.
 #
 #   bin/bench.sh [TASK] [harness bench options]
-#   bin/bench.sh                                  # skillmix-k2-train, 40 combinations, the tiny models
+#   bin/bench.sh                                  # skillmix-k2-train at its own size (100 combinations), the tiny models
 #   bin/bench.sh skillmix-k2-train --combinations 40 --repeats 3 --out runs/bench
 #
 # Serves the models once, then prints wall time, requests/s and tokens/s of (a) `harness run`,

@@ -26,7 +26,9 @@ from harness.bench import (
     sequential,
 )
 from harness.cli import cli
+from harness.core.registry import load_registry
 from harness.core.store import RunStore
+from harness.evaluation import resolve_tasks
 
 COMPARED = ("messages", "temperature", "top_p", "structured_outputs")
 
@@ -114,6 +116,23 @@ def test_bench_repeats_each_measurement_and_gives_every_ratio_a_median_and_range
         assert sorted(repeat[ratio] for repeat in figures["repeats"]) == [low, high], ratio
     (line,) = [line for line in result.output.splitlines() if line.startswith("harness/ceiling = ")]
     assert line.endswith("over 2 repeats)")
+
+
+def test_bench_runs_the_task_at_its_own_size_unless_told(tmp_path: Path) -> None:
+    """A real run has the task's own number of combinations; so does the bench, by default."""
+    with ScriptedServer(responder=_student) as s, ScriptedServer(responder=_judge_or_warm_up) as j:
+        result = CliRunner().invoke(cli, [
+            "bench", "skillmix-small-k2-all", "--sequential", "2", "--out", str(tmp_path / "bench"),
+            "--student", f"stu={s.endpoint.base_url}", "--judge", f"jud={j.endpoint.base_url}",
+        ], env={"VLLM_API_KEY": "k"}, catch_exceptions=False)  # fmt: skip
+        assert result.exit_code == 0, result.output
+    (task,) = resolve_tasks(load_registry(), ["skillmix-small-k2-all"], None)
+    figures = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert figures["combinations"] == task.n_combinations == 20
+    # per combination: 1 round of two student turns, then 1 grading run of one ask
+    (repeat,) = figures["repeats"]
+    assert repeat["harness"]["requests"] == task.n_combinations * (2 + 1)
+    assert f"skillmix-small-k2-all, {task.n_combinations} combinations" in result.output
 
 
 def test_the_waiting_ceiling_sends_each_request_only_after_the_reply_it_depends_on(tmp_path: Path, monkeypatch) -> None:

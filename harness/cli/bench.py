@@ -28,9 +28,9 @@ from judges.styles import get_style
 @click.option(
     "--combinations",
     type=click.IntRange(1),
-    default=40,
-    show_default=True,
-    help="Combinations of the task to run (x generation rounds x grading runs).",
+    default=None,
+    help="Combinations of the task to run (x generation rounds x grading runs). Default: the task's own, "
+    "100 for the SKILL-MIX tasks, the size of a real run.",
 )
 @click.option(
     "--student",
@@ -55,7 +55,7 @@ from judges.styles import get_style
     "--sequential",
     "sequential_sample",
     type=click.IntRange(0),
-    default=40,
+    default=10,
     show_default=True,
     help="Requests to time one at a time; the time is scaled to all requests. 0: time them all.",
 )
@@ -97,6 +97,7 @@ def bench(task, combinations, students, judges, constrained_judges, sequential_s
     if any(model.kind == OPENAI for model in models):
         raise HarnessError("harness bench measures vLLM servers: give local model directories or server URLs")
     (resolved,) = resolve_tasks(registry_from(None, None, None, ()), [task], combinations)
+    combinations = resolved.n_combinations
     regexes = {judge.name: _reply_regexes(judge, resolved) for judge in judge_list}
     # One key for every server: managed ones get it, attached ones already have it (VLLM_API_KEY).
     api_key = os.environ.get("VLLM_API_KEY") or secrets.token_hex(24)
