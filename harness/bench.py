@@ -459,7 +459,7 @@ def run_bench(
     api_key: str,
     constrained_judges: bool,
     max_concurrency: int | None,
-    sequential_sample: int | None = 40,
+    sequential_sample: int | None,  # requests timed one at a time; None: all (the CLI holds the default)
     repeats: int = 1,
     on_step: Callable[[str], None] = lambda message: None,
 ) -> BenchResult:

@@ -53,5 +53,6 @@ def test_a_users_own_aot_setting_is_kept(launch, monkeypatch) -> None:
 
 def test_a_gpu_server_keeps_vllms_default(launch, monkeypatch) -> None:
     monkeypatch.delenv("VLLM_USE_AOT_COMPILE", raising=False)
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     env = launch("gpu").env
     assert "VLLM_USE_AOT_COMPILE" not in env and "VLLM_CPU_OMP_THREADS_BIND" not in env
