@@ -9,6 +9,7 @@ if [[ $# -gt 0 ]]; then
     exec "${pytest[@]}" "$@"
 fi
 # The fast tests spread over every core; then the integration tests one at a time, since each
-# starts real vLLM servers or DeepSpeed runs that size themselves to the whole machine.
+# starts real vLLM servers or DeepSpeed runs that size themselves to the whole machine; pytest
+# then lists the ten slowest, which is where the suite's time goes.
 "${pytest[@]}" -m "not integration" -n auto
-exec "${pytest[@]}" -m integration
+exec "${pytest[@]}" -m integration --durations=10
