@@ -224,7 +224,7 @@ def ceiling(
     return Measurement("ceiling", wall, len(requests), tokens)
 
 
-def dependent_ceiling(
+def waiting_ceiling(
     conversations: Sequence[ReplayConversation], endpoints: Mapping[str, Sequence[Endpoint]], limits: Mapping[str, int]
 ) -> Measurement:
     """(d): the same requests, each sent the moment the reply it depends on is back: a conversation's
@@ -232,7 +232,7 @@ def dependent_ceiling(
     it. Every conversation starts at once, under the same per-endpoint limits, first come first
     served. It is one plain policy, not a bound: a client that orders its requests better can beat
     it (the harness's priority slots do). Its gap to (b) is what waiting for replies costs that policy.
-    Reported as the "waiting ceiling"; ``dependent`` in bench.json."""
+    Reported as the "waiting ceiling"; ``waiting`` in bench.json."""
 
     async def go() -> tuple[float, int]:
         sender = _Sender(endpoints, limits)
@@ -255,7 +255,7 @@ def dependent_ceiling(
             await sender.aclose()
 
     wall, tokens = asyncio.run(go())
-    return Measurement("dependent", wall, sum(len(replay.requests()) for replay in conversations), tokens)
+    return Measurement("waiting", wall, sum(len(replay.requests()) for replay in conversations), tokens)
 
 
 def sequential(
@@ -361,7 +361,7 @@ class Repeat:
 
     harness: Measurement
     ceiling: Measurement
-    dependent: Measurement
+    waiting: Measurement
     sequential: Measurement
     load_average_1m: float  # the machine's load when the repeat ended: other work slows every figure
     harness_cpu_s: float  # CPU time of the `harness run` process
@@ -372,14 +372,14 @@ class Repeat:
         return self.ceiling.wall_s / self.harness.wall_s
 
     @property
-    def harness_over_dependent(self) -> float:
+    def harness_over_waiting(self) -> float:
         """1.00: the harness is as fast as a bare client that, like it, waits for the replies it needs."""
-        return self.dependent.wall_s / self.harness.wall_s
+        return self.waiting.wall_s / self.harness.wall_s
 
     @property
-    def dependent_over_ceiling(self) -> float:
+    def waiting_over_ceiling(self) -> float:
         """What waiting for replies leaves of the ceiling, whoever sends the requests."""
-        return self.ceiling.wall_s / self.dependent.wall_s
+        return self.ceiling.wall_s / self.waiting.wall_s
 
     @property
     def sequential_over_harness(self) -> float:
@@ -393,7 +393,7 @@ class Repeat:
         return {
             "harness": self.harness.to_dict(),
             "ceiling": self.ceiling.to_dict(),
-            "dependent": self.dependent.to_dict(),
+            "waiting": self.waiting.to_dict(),
             "sequential": self.sequential.to_dict(),
             "harness_cpu_s": round(self.harness_cpu_s, 2),
             **{ratio: round(getattr(self, ratio), 4) for ratio in RATIOS},
@@ -403,8 +403,8 @@ class Repeat:
 
 RATIOS = (
     "harness_over_ceiling",
-    "harness_over_dependent",
-    "dependent_over_ceiling",
+    "harness_over_waiting",
+    "waiting_over_ceiling",
     "sequential_over_harness",
     "sequential_over_ceiling",
 )
@@ -492,10 +492,10 @@ def run_bench(
         on_step(f"{step}(b) ceiling: the {len(requests)} requests of that run, all at once")
         top = ceiling(requests, endpoints, limits)
         on_step(f"{step}(d) the same requests, each sent when the reply it waits for is back")
-        dependent = dependent_ceiling(conversations, endpoints, limits)
+        waiting = waiting_ceiling(conversations, endpoints, limits)
         timed = len(requests) if sequential_sample is None else min(sequential_sample, len(requests))
         on_step(f"{step}(c) one at a time: {timed} of {len(requests)} requests")
         # Each repeat times another sample, so the range also shows how much the sample matters.
         one_by_one = sequential(requests, endpoints, sequential_sample, seed=index)
-        done.append(Repeat(harness, top, dependent, one_by_one, os.getloadavg()[0], run.cpu_s))
+        done.append(Repeat(harness, top, waiting, one_by_one, os.getloadavg()[0], run.cpu_s))
     return BenchResult(task, combinations, dict(limits), done, command, load_at_start)

@@ -20,10 +20,10 @@ from harness.bench import (
     ReplayConversation,
     ReplayRequest,
     ceiling,
-    dependent_ceiling,
     replay_conversations,
     replay_requests,
     sequential,
+    waiting_ceiling,
 )
 from harness.cli import cli
 from harness.core.registry import load_registry
@@ -107,7 +107,7 @@ def test_bench_repeats_each_measurement_and_gives_every_ratio_a_median_and_range
     assert len(figures["repeats"]) == 2
     for index, repeat in enumerate(figures["repeats"], 1):
         assert (tmp_path / "bench" / f"run-{index}" / "run.sqlite").is_file()
-        assert [repeat[name]["requests"] for name in ("harness", "ceiling", "dependent", "sequential")] == [30] * 4
+        assert [repeat[name]["requests"] for name in ("harness", "ceiling", "waiting", "sequential")] == [30] * 4
         assert repeat["sequential"]["timed_requests"] == 3 and repeat["sequential"]["extrapolated"]
         assert 0 < repeat["harness_cpu_s"] < 600
     for ratio in bench_module.RATIOS:
@@ -164,7 +164,7 @@ def test_the_waiting_ceiling_sends_each_request_only_after_the_reply_it_depends_
 
     monkeypatch.setattr(bench_module._Sender, "send", send)
     chosen = [*conversations[1:], retried]
-    measured = dependent_ceiling(chosen, {"stu": (), "jud": ()}, {"stu": 64, "jud": 64})
+    measured = waiting_ceiling(chosen, {"stu": (), "jud": ()}, {"stu": 64, "jud": 64})
     assert measured.requests == sum(len(c.requests()) for c in chosen) == len(events) // 2
     assert measured.output_tokens == sum(r.output_tokens for c in chosen for r in c.requests())
     order = {event: index for index, event in enumerate(events)}

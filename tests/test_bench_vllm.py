@@ -27,7 +27,7 @@ def test_bench_writes_every_figure_and_the_ratios(vllm_servers, tmp_path: Path) 
     figures = json.loads((out / "bench.json").read_text())
     (repeat,) = figures["repeats"]
     requests = 3 * 2 + 3  # 3 answers of two turns, one grading run each (skillmix-small)
-    for name in ("harness", "ceiling", "dependent", "sequential"):
+    for name in ("harness", "ceiling", "waiting", "sequential"):
         measured = repeat[name]
         assert measured["requests"] == requests, name
         assert measured["wall_s"] > 0 and measured["requests_per_s"] > 0 and measured["tokens_per_s"] > 0, name
@@ -35,7 +35,7 @@ def test_bench_writes_every_figure_and_the_ratios(vllm_servers, tmp_path: Path) 
     # the ceiling's servers generated the lengths the run recorded
     assert (
         repeat["ceiling"]["output_tokens"]
-        == repeat["dependent"]["output_tokens"]
+        == repeat["waiting"]["output_tokens"]
         == repeat["harness"]["output_tokens"]
         > 0
     )

@@ -133,7 +133,7 @@ def _rows(repeat: Repeat, label: str) -> list[list[object]]:
     rows = []
     for measurement, what in ((repeat.harness, "(a) harness run"), (repeat.ceiling, "(b) ceiling"),
                               (repeat.sequential, "(c) one at a time"),
-                              (repeat.dependent, "(d) ceiling, waiting for replies")):  # fmt: skip
+                              (repeat.waiting, "(d) ceiling, waiting for replies")):  # fmt: skip
         wall = f"{measurement.wall_s:.1f}" + ("*" if measurement.extrapolated else "")
         rows.append([label, what, wall, measurement.requests, f"{measurement.requests_per_s:.2f}",
                      f"{measurement.tokens_per_s:.0f}"])  # fmt: skip
@@ -167,8 +167,8 @@ def _summary(result: BenchResult, out: Path) -> str:
                      "scaled to all")  # fmt: skip
     lines += [
         _ratio(result, "harness_over_ceiling", "harness/ceiling", 2),
-        _ratio(result, "harness_over_dependent", "harness/waiting ceiling", 2),
-        _ratio(result, "dependent_over_ceiling", "waiting ceiling/ceiling", 2),
+        _ratio(result, "harness_over_waiting", "harness/waiting ceiling", 2),
+        _ratio(result, "waiting_over_ceiling", "waiting ceiling/ceiling", 2),
         _ratio(result, "sequential_over_harness", "sequential/harness", 1),
         _ratio(result, "sequential_over_ceiling", "sequential/ceiling", 1),
         f"figures: {out / 'bench.json'}",
