@@ -32,7 +32,7 @@ def test_pipeline_trains_a_student_that_vllm_serves_and_the_harness_evaluates(tm
         "BASE": str(base),
         "TEACHER": f"teacher={base}",
         "JUDGE": f"judge={base}",
-        "CONSTRAINED": "1",  # replies in the rubric's format, so some texts are always scored (and kept)
+        "CONSTRAINED": "1",  # replies in the rubric's format parse, so some texts are scored and kept
         "PER_K": "6",  # fewer: tiny random models may then leave no text to train on
         "COMBINATIONS": str(COMBINATIONS),
         "STEPS": "4",
